@@ -1,0 +1,353 @@
+"""The public functions of redray: init/shutdown, get/put/wait, cluster introspection."""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from redray import runtime_context
+from redray.client.core import CoreClient
+from redray.client.node_view import read_nodes
+from redray.cluster import EmbeddedCluster, resolve_address, start_embedded_cluster
+from redray.control import keys
+from redray.object_ref import ObjectRef
+
+logger = logging.getLogger(__name__)
+
+# Ray accepts these init() keywords; they have no meaning for redray and are ignored.
+_IGNORED_INIT_KWARGS = {
+    "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging",
+    "logging_format", "log_to_driver", "local_mode", "_system_config", "_temp_dir",
+    "_plasma_directory", "_node_ip_address", "_enable_object_reconstruction",
+    "enable_resource_isolation", "logging_config", "_metrics_export_port", "storage",
+    "job_config", "_tracing_startup_hook", "_skip_env_hook", "node_ip_address",
+    "logging_level", "runtime_env", "object_spilling_directory", "_node_name",
+    "_driver_object_store_memory", "num_workers", "redirect_output", "object_id_seed",
+    "driver_mode", "num_redis_shards", "plasma_directory", "huge_pages",
+}  # fmt: skip
+
+
+class _Session:
+    def __init__(self, client: CoreClient, address: str, cluster: EmbeddedCluster | None):
+        self.client = client
+        self.address = address
+        self.cluster = cluster
+
+
+_session: _Session | None = None
+_lock = threading.RLock()
+
+
+class RayContext(dict):
+    """What init() returns: Ray's address_info as a dict, plus attribute access."""
+
+    @property
+    def address_info(self) -> dict[str, Any]:
+        return dict(self)
+
+    @property
+    def dashboard_url(self) -> None:
+        return None
+
+    def __enter__(self) -> RayContext:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        shutdown()
+
+    def disconnect(self) -> None:
+        shutdown()
+
+
+def init(
+    address: str | None = None,
+    *,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    resources: dict[str, float] | None = None,
+    object_store_memory: int | None = None,
+    ignore_reinit_error: bool = False,
+    namespace: str | None = None,
+    redis_address: str | None = None,
+    _redis_password: str | None = None,
+    **kwargs: Any,
+) -> RayContext:
+    """Start an embedded cluster (no address) or join a running one (address=)."""
+    global _session
+    unknown = set(kwargs) - _IGNORED_INIT_KWARGS
+    if unknown:
+        raise TypeError(f"init() got unexpected keyword argument(s): {sorted(unknown)}")
+    with _lock:
+        if _session is not None:
+            if ignore_reinit_error:
+                logger.info("Calling redray.init() again after it has already been called.")
+                return _context(_session)
+            raise RuntimeError(
+                "Maybe you called redray.init twice by accident? This error can be suppressed "
+                "by passing in 'ignore_reinit_error=True' or by calling 'redray.shutdown()' "
+                "prior to 'redray.init()'."
+            )
+        _check_resources(num_cpus, num_gpus, resources, object_store_memory)
+        target = resolve_address(address or redis_address)
+        password = _redis_password or os.environ.get("REDRAY_REDIS_PASSWORD")
+        cluster = None
+        if target is None:
+            cluster = start_embedded_cluster(
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                resources=resources,
+                object_store_memory=object_store_memory,
+            )
+            redis_kwargs, node_id, shown_address = (
+                cluster.redis_kwargs,
+                cluster.node_id,
+                cluster.address,
+            )
+        else:
+            if num_cpus is not None or num_gpus is not None or resources:
+                raise ValueError(
+                    "When connecting to an existing cluster, num_cpus, num_gpus and resources "
+                    "must not be provided: they are set when each node is started."
+                )
+            from redray.cluster import connect_kwargs, local_node_id
+
+            redis_kwargs = connect_kwargs(target, password)
+            node_id = local_node_id(redis_kwargs)
+            shown_address = target
+        client = CoreClient(
+            redis_kwargs,
+            node_id=node_id,
+            job_id=_next_job_id(redis_kwargs),
+            namespace=namespace or "",
+            kind="driver",
+        )
+        client.nodes.refresh()
+        _session = _Session(client, shown_address, cluster)
+        runtime_context.current.job_id = client.job_id
+        runtime_context.current.node_id = node_id or ""
+        runtime_context.current.namespace = client.namespace or client.job_id
+        runtime_context.current.worker_id = client.client_id
+        runtime_context.current.mode = "driver"
+        return _context(_session)
+
+
+def _context(session: _Session) -> RayContext:
+    return RayContext(
+        address=session.address,
+        redis_address=session.address,
+        gcs_address=session.address,
+        node_id=session.client.node_id,
+        session_dir=session.cluster.session_dir if session.cluster else None,
+    )
+
+
+def _next_job_id(redis_kwargs: dict[str, Any]) -> str:
+    import redis
+
+    number = redis.Redis(**redis_kwargs).incr(keys.PREFIX + "job_counter")
+    return f"{number:08x}"
+
+
+def _check_resources(
+    num_cpus: float | None,
+    num_gpus: float | None,
+    resources: dict[str, float] | None,
+    object_store_memory: int | None,
+) -> None:
+    for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+        if value is not None and (not isinstance(value, (int, float)) or value < 0):
+            raise ValueError(f"init({name}=...) must be a non-negative number, got {value!r}.")
+    if resources is not None:
+        if not isinstance(resources, dict):
+            raise TypeError(f"init(resources=...) must be a dict, got {type(resources).__name__}.")
+        for name in ("CPU", "GPU"):
+            if name in resources:
+                raise ValueError(
+                    f"Use the 'num_cpus' and 'num_gpus' keywords instead of '{name}' in "
+                    "init(resources=...)."
+                )
+    if object_store_memory is not None and (
+        not isinstance(object_store_memory, int) or object_store_memory <= 0
+    ):
+        raise ValueError("init(object_store_memory=...) must be a positive number of bytes.")
+
+
+def is_initialized() -> bool:
+    return _session is not None
+
+
+def shutdown(_exiting_interpreter: bool = False) -> None:
+    """Disconnect; an embedded cluster is stopped with every process it started."""
+    global _session
+    with _lock:
+        session, _session = _session, None
+        if session is None:
+            return
+        session.client.close()
+        if session.cluster is not None:
+            session.cluster.stop()
+        runtime_context.current.job_id = ""
+
+
+atexit.register(shutdown)
+
+
+def attach_worker(client: CoreClient) -> None:
+    """Make the API usable inside a worker process (nested tasks, get, put)."""
+    global _session
+    _session = _Session(client, "", None)
+
+
+def current_client() -> CoreClient:
+    """The process's client, starting an embedded cluster on first use as Ray does."""
+    session = _session
+    if session is None:
+        init()
+        session = _session
+    assert session is not None
+    return session.client
+
+
+def current_address() -> str:
+    return _session.address if _session else ""
+
+
+# ---- objects -------------------------------------------------------------------------
+
+
+def put(value: Any, *, _owner: Any = None) -> ObjectRef:
+    """Store `value` in the object store and return a ref to it."""
+    return current_client().put(value)
+
+
+def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
+    """The value(s) of one ref or a list of refs; blocks until ready or `timeout` seconds."""
+    _check_timeout(timeout)
+    client = current_client()
+    if isinstance(object_refs, ObjectRef):
+        return client.get([object_refs.hex()], timeout)[0]
+    if not isinstance(object_refs, (list, tuple)) or not all(
+        isinstance(ref, ObjectRef) for ref in object_refs
+    ):
+        raise ValueError(
+            "'object_refs' must either be an ObjectRef or a list of ObjectRefs, "
+            f"got {type(object_refs).__name__}."
+        )
+    return client.get([ref.hex() for ref in object_refs], timeout)
+
+
+def wait(
+    object_refs: Sequence[ObjectRef],
+    *,
+    num_returns: int = 1,
+    timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    """(ready, not ready): returns once `num_returns` refs are ready or `timeout` seconds pass."""
+    if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
+        raise TypeError(
+            f"wait() expected a list of ObjectRef, got {type(object_refs).__name__}."
+        )
+    if not all(isinstance(ref, ObjectRef) for ref in object_refs):
+        bad = next(ref for ref in object_refs if not isinstance(ref, ObjectRef))
+        raise TypeError(f"wait() expected a list of ObjectRef, got an element {bad!r}.")
+    _check_timeout(timeout)
+    if not isinstance(num_returns, int) or num_returns <= 0:
+        raise ValueError(f"Invalid number of objects to return {num_returns}: must be > 0.")
+    if num_returns > len(object_refs):
+        raise ValueError(
+            f"num_returns ({num_returns}) cannot be greater than the number of objects provided "
+            f"to wait() ({len(object_refs)})."
+        )
+    if len(set(object_refs)) != len(object_refs):
+        raise ValueError("Wait requires a list of unique object refs.")
+    if not object_refs:
+        return [], []
+    ready_ids = current_client().wait([ref.hex() for ref in object_refs], num_returns, timeout)
+    ready = [ref for ref in object_refs if ref.hex() in ready_ids][:num_returns]
+    chosen = set(ready)
+    return ready, [ref for ref in object_refs if ref not in chosen]
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ValueError(f"'timeout' must be None or a non-negative number, got {timeout!r}.")
+
+
+def future_of(ref: ObjectRef) -> concurrent.futures.Future:
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def resolve() -> None:
+        try:
+            future.set_result(get(ref))
+        except BaseException as error:  # the future carries whatever get raised
+            future.set_exception(error)
+
+    threading.Thread(target=resolve, daemon=True).start()
+    return future
+
+
+# ---- cluster introspection -----------------------------------------------------------
+
+
+def nodes() -> list[dict[str, Any]]:
+    """Every node the cluster has known, in Ray's format."""
+    client = current_client()
+    result = []
+    for state, alive in read_nodes(client.redis, include_dead=True):
+        record = state.extra
+        result.append(
+            {
+                "NodeID": state.node_id,
+                "Alive": alive,
+                "NodeManagerAddress": state.address,
+                "NodeManagerHostname": state.hostname,
+                "NodeName": state.address,
+                "Resources": dict(state.total),
+                "alive": alive,
+                "IsHead": state.is_head,
+                "ObjectStoreSocketName": record.get("store_dir", ""),
+                "Labels": record.get("labels", {}),
+            }
+        )
+    return result
+
+
+def cluster_resources() -> dict[str, float]:
+    """Total resources of the live nodes."""
+    total: dict[str, float] = {}
+    for node in current_client().nodes.refresh():
+        for name, amount in node.total.items():
+            total[name] = total.get(name, 0.0) + amount
+    return total
+
+
+def available_resources() -> dict[str, float]:
+    """Resources not in use right now (as of the nodes' last heartbeats)."""
+    available: dict[str, float] = {}
+    for node in current_client().nodes.refresh():
+        for name, amount in node.available.items():
+            if amount > 1e-9:
+                available[name] = available.get(name, 0.0) + amount
+    return available
+
+
+def get_gpu_ids() -> list[int]:
+    """The GPU ids assigned to the current task or actor (empty in the driver)."""
+    return list(runtime_context.current.gpu_ids)
+
+
+def get_runtime_context() -> runtime_context.RuntimeContext:
+    return runtime_context.RuntimeContext()
+
+
+def error_info() -> list[dict[str, Any]]:
+    """Failure records of tasks in this cluster, newest first (the early Ray API)."""
+    client = current_client()
+    return [json.loads(record) for record in client.redis.lrange(keys.ERRORS, 0, -1)]

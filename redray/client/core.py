@@ -1,0 +1,391 @@
+"""CoreClient: one per process (driver or worker), the only code that talks to the cluster.
+
+It submits tasks (resolving their ObjectRef arguments first, as Ray's owners do), stores
+and fetches objects, and receives readiness notifications on one background reader.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from redray import ids
+from redray.client.batcher import WriteBatcher
+from redray.client.node_view import NodeView
+from redray.client.notifications import NotificationReader
+from redray.client.object_table import Entry, ObjectTable
+from redray.control import keys, results
+from redray.control.scripts import Commands
+from redray.exceptions import (
+    GetTimeoutError,
+    ObjectLostError,
+    RayError,
+    RayTaskError,
+    TaskUnschedulableError,
+)
+from redray.object_ref import ObjectRef, _tracker
+from redray.objectstore.serialization import (
+    INLINE_MAX_BYTES,
+    SerializedObject,
+    deserialize,
+    dumps,
+    serialize,
+)
+from redray.objectstore.shm_store import SharedMemoryStore, store_directory
+from redray.scheduler.placement import Placement
+from redray.task_spec import Arg, TaskSpec
+
+logger = logging.getLogger(__name__)
+
+@dataclass
+class _WaitingSubmission:
+    """A task held by its submitter until its ObjectRef arguments are committed."""
+
+    spec: TaskSpec
+    strategy: Any
+    unresolved: set[str] = field(default_factory=set)
+
+
+class CoreClient:
+    def __init__(
+        self,
+        redis_kwargs: dict[str, Any],
+        *,
+        node_id: str | None,
+        job_id: str,
+        namespace: str,
+        kind: str,
+    ) -> None:
+        self.redis_kwargs = redis_kwargs
+        self.redis = redis.Redis(**redis_kwargs)
+        self.commands = Commands(self.redis)
+        self.client_id = ids.new_client_id()
+        self.node_id = node_id
+        self.job_id = job_id
+        self.namespace = namespace
+        self.kind = kind
+        self.store = SharedMemoryStore(store_directory(node_id)) if node_id else None
+        self.objects = ObjectTable()
+        self.nodes = NodeView(self.redis)
+        self.placement = Placement()
+        self.batcher = WriteBatcher(self.redis)
+        self._exported: set[str] = set()
+        self._owned_pending: set[str] = set()
+        self._waiting_on: dict[str, list[_WaitingSubmission]] = {}
+        self._infeasible: list[tuple[TaskSpec, Any]] = []
+        self._fetched_errors: set[str] = set()
+        self._reader: NotificationReader | None = None
+        self._reader_lock = threading.Lock()
+        #: Set by a worker so its node daemon can lend the task's CPU while it blocks.
+        self.on_block: Callable[[], None] | None = None
+        self.on_unblock: Callable[[], None] | None = None
+        _tracker.on_zero = self._on_last_ref_dropped
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def ensure_reader(self) -> None:
+        if self._reader is None:
+            with self._reader_lock:
+                if self._reader is None:
+                    self._reader = NotificationReader(self)
+                    self._reader.start()
+
+    def close(self) -> None:
+        _tracker.on_zero = None
+        try:
+            self.batcher.close()
+            if self._reader is not None:
+                self._reader.stop()
+            self.redis.delete(keys.notify(self.client_id))
+        except redis.RedisError:
+            pass
+        self.redis.close()
+
+    # ---- functions -------------------------------------------------------------------
+
+    def export_function(self, function_id: str, pickled: bytes) -> None:
+        """Write a function to the function table once per process (and once in Redis)."""
+        if function_id in self._exported:
+            return
+        self._exported.add(function_id)
+        self.batcher.add(lambda pipe: pipe.set(keys.function(function_id), pickled, nx=True))
+
+    # ---- objects ---------------------------------------------------------------------
+
+    def store_serialized(self, object_id: str, serialized: SerializedObject) -> Entry:
+        """Keep a value inline when small, else write it once into this node's store."""
+        size = serialized.total_size
+        if size <= INLINE_MAX_BYTES or self.store is None:
+            return Entry("v", size, "", serialized.to_bytes())
+        self.store.write(object_id, serialized)
+        return Entry("s", size, self.node_id or "", b"")
+
+    def put(self, value: Any) -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError(
+                "Calling 'put' on an ObjectRef is not allowed. If you really want to do this, "
+                "you can wrap the ObjectRef in a list and call 'put' on it."
+            )
+        object_id = ids.object_id_for(ids.new_task_id(), 0)
+        entry = self.store_serialized(object_id, serialize(value))
+        self.objects.commit(object_id, entry)
+        self.batcher.add(lambda pipe: pipe.hset(keys.obj(object_id), mapping=_fields(entry, self)))
+        return ObjectRef(object_id, self.client_id)
+
+    def get(self, object_ids: list[str], timeout: float | None) -> list[Any]:
+        self._await(object_ids, len(object_ids), timeout)
+        return [self.materialize(object_id) for object_id in object_ids]
+
+    def wait(self, object_ids: list[str], num_returns: int, timeout: float | None) -> set[str]:
+        """The ids among `object_ids` that are ready once `num_returns` are (or time is up)."""
+        self._await(object_ids, num_returns, timeout, raise_on_timeout=False)
+        return {object_id for object_id in object_ids if object_id in self.objects}
+
+    def materialize(self, object_id: str) -> Any:
+        entry = self.objects.get(object_id)
+        if entry is None:
+            entry = self._watch([object_id])[object_id]
+        if entry.kind == "v":
+            return deserialize(entry.data)
+        if entry.kind == "e":
+            self._fetched_errors.add(object_id)
+            error = pickle.loads(entry.data)
+            if isinstance(error, RayTaskError):
+                raise error.as_instanceof_cause()
+            raise error
+        return deserialize(self._read_shared(object_id, entry))
+
+    def _read_shared(self, object_id: str, entry: Entry) -> memoryview:
+        # Every node's store on this host is readable directly; other hosts' objects are
+        # pulled by the object transfer (see objectstore/).
+        try:
+            return SharedMemoryStore(store_directory(entry.node)).read(object_id)
+        except FileNotFoundError:
+            raise ObjectLostError(
+                f"Object {object_id} ({entry.size} bytes) is no longer in the object store of "
+                f"node {entry.node}; it was freed, or the node died."
+            ) from None
+
+    def _await(
+        self,
+        object_ids: list[str],
+        needed: int,
+        timeout: float | None,
+        raise_on_timeout: bool = True,
+    ) -> None:
+        self.batcher.flush()
+        if self.objects.count_present(object_ids) >= needed:
+            return
+        with self.objects.lock:
+            borrowed = [
+                o for o in object_ids if o not in self.objects and o not in self._owned_pending
+            ]
+        if borrowed:
+            self._watch(borrowed)
+        if self.objects.count_present(object_ids) >= needed:
+            return
+        self.ensure_reader()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self.on_block is not None:
+            self.on_block()
+        try:
+            ready = self.objects.wait_for(object_ids, needed, deadline)
+        finally:
+            if self.on_unblock is not None:
+                self.on_unblock()
+        if not ready and raise_on_timeout:
+            raise GetTimeoutError(
+                f"Get timed out after {timeout} s: "
+                f"{len(object_ids) - self.objects.count_present(object_ids)} of "
+                f"{len(object_ids)} object(s) not ready."
+            )
+
+    def _watch(self, object_ids: list[str]) -> dict[str, Entry]:
+        """Fetch committed entries, registering as a waiter for the rest (atomically)."""
+        self.ensure_reader()
+        found = {}
+        results = self.commands.call("watch_objects", self.client_id, *object_ids)
+        for object_id, fields in zip(object_ids, results):
+            if fields:
+                found[object_id] = Entry.from_fields(*fields)
+                self.on_committed(object_id, found[object_id])
+        return found
+
+    # ---- notifications ---------------------------------------------------------------
+
+    def on_committed(self, object_id: str, entry: Entry) -> None:
+        """A result or a watched object became ready (called by the reader and by _watch)."""
+        with self.objects.lock:
+            self._owned_pending.discard(object_id)
+            dependents = self._waiting_on.pop(object_id, [])
+            self.objects.commit(object_id, entry)
+        if entry.kind == "e" and object_id not in _tracker.counts:
+            self._report_unhandled_error(object_id)
+        for waiting in dependents:
+            waiting.unresolved.discard(object_id)
+            if not waiting.unresolved:
+                self._dispatch(waiting.spec, waiting.strategy)
+
+    def _on_last_ref_dropped(self, object_id: str) -> None:
+        entry = self.objects.get(object_id)
+        if entry is not None and entry.kind == "e":
+            self._report_unhandled_error(object_id)
+        self.objects.discard(object_id)
+
+    def _report_unhandled_error(self, object_id: str) -> None:
+        if object_id in self._fetched_errors or os.environ.get("RAY_IGNORE_UNHANDLED_ERRORS"):
+            self._fetched_errors.discard(object_id)
+            return
+        entry = self.objects.get(object_id)
+        if entry is None or not ids.task_id_of(object_id):
+            return
+        self._fetched_errors.add(object_id)
+        try:
+            error = pickle.loads(entry.data)
+        except Exception:  # an unpicklable error still deserves a line in the log
+            error = "<error that could not be deserialized>"
+        logger.error(
+            "Unhandled error (suppress with 'RAY_IGNORE_UNHANDLED_ERRORS=1'): %s", error
+        )
+
+    # ---- tasks -----------------------------------------------------------------------
+
+    def prepare_arg(self, value: Any, task_name: str) -> Arg:
+        if isinstance(value, ObjectRef):
+            return ("r", value.hex())
+        try:
+            serialized = serialize(value)
+        except Exception as error:
+            raise TypeError(
+                f"Could not serialize the argument {value!r} for task {task_name}: {error}"
+            ) from error
+        if serialized.total_size <= INLINE_MAX_BYTES or self.store is None:
+            return ("v", serialized.to_bytes())
+        # Large arguments go into the object store once, as Ray does with an implicit put.
+        object_id = ids.object_id_for(ids.new_task_id(), 0)
+        entry = self.store_serialized(object_id, serialized)
+        self.batcher.add(lambda pipe: pipe.hset(keys.obj(object_id), mapping=_fields(entry, self)))
+        return ("o", object_id, tuple(entry))
+
+    def submit(self, spec: TaskSpec, strategy: Any) -> list[ObjectRef]:
+        """Queue a task; it is sent to a node once its ObjectRef arguments are ready."""
+        refs = [ObjectRef(object_id, self.client_id) for object_id in spec.return_ids]
+        dependencies = [arg[1] for arg in _all_args(spec) if arg[0] == "r"]
+        with self.objects.lock:
+            self._owned_pending.update(spec.return_ids)
+            unresolved = {d for d in dependencies if d not in self.objects}
+            if unresolved:
+                waiting = _WaitingSubmission(spec, strategy, unresolved)
+                for object_id in unresolved:
+                    self._waiting_on.setdefault(object_id, []).append(waiting)
+                borrowed = [o for o in unresolved if o not in self._owned_pending]
+        if not unresolved:
+            self._dispatch(spec, strategy)
+        elif borrowed:
+            self.batcher.flush()
+            self._watch(borrowed)
+        else:
+            self.ensure_reader()
+        return refs
+
+    def _dispatch(self, spec: TaskSpec, strategy: Any) -> None:
+        failed = self._resolve_args(spec)
+        if failed is not None:
+            self.fail_task(spec, failed)
+            return
+        try:
+            node_id = self._place(spec, strategy)
+        except TaskUnschedulableError as error:
+            self.fail_task(spec, error)
+            return
+        if node_id is None:
+            self._park_infeasible(spec, strategy)
+            return
+        self.enqueue(node_id, spec)
+
+    def enqueue(self, node_id: str, spec: TaskSpec) -> None:
+        payload = pickle.dumps(spec, protocol=5)
+        self.batcher.add(lambda pipe: pipe.xadd(keys.node_queue(node_id), {"s": payload}))
+        self.ensure_reader()
+
+    def _place(self, spec: TaskSpec, strategy: Any) -> str | None:
+        return self.placement.choose(spec.demand, strategy, self.nodes.snapshot(), self.node_id)
+
+    def _resolve_args(self, spec: TaskSpec) -> RayError | None:
+        """Replace ObjectRef arguments by their entries; a failed one fails the task."""
+
+        def resolve(arg: Arg) -> Arg:
+            if arg[0] != "r":
+                return arg
+            entry = self.objects.get(arg[1])
+            if entry is None:
+                entry = self._watch([arg[1]])[arg[1]]
+            return ("o", arg[1], tuple(entry))
+
+        spec.args = [resolve(arg) for arg in spec.args]
+        spec.kwargs = {name: resolve(arg) for name, arg in spec.kwargs.items()}
+        for arg in _all_args(spec):
+            if arg[0] == "o" and arg[2][0] == "e":
+                return pickle.loads(arg[2][3])
+        return None
+
+    def _park_infeasible(self, spec: TaskSpec, strategy: Any) -> None:
+        message = (
+            f"The task {spec.name} requires {spec.demand}, which no node in the cluster can "
+            "ever provide. It stays pending until a node with these resources joins."
+        )
+        warnings.warn(message, stacklevel=4)
+        logger.warning(message)
+        with self.objects.lock:
+            self._infeasible.append((spec, strategy))
+
+    def retry_infeasible(self) -> None:
+        """Called when nodes join: place the tasks no node could run before."""
+        with self.objects.lock:
+            parked, self._infeasible = self._infeasible, []
+        for spec, strategy in parked:
+            node_id = self._place(spec, strategy)
+            if node_id is None:
+                with self.objects.lock:
+                    self._infeasible.append((spec, strategy))
+            else:
+                self.enqueue(node_id, spec)
+
+    def fail_task(self, spec: TaskSpec, error: BaseException) -> None:
+        """Commit `error` as every return value of a task that will not run."""
+        entries = [Entry("e", 0, "", dumps(error)) for _ in spec.return_ids]
+        self.commit_results(spec, entries, record_failure=False)
+
+    def commit_results(
+        self,
+        spec: TaskSpec,
+        entries: list[Entry],
+        *,
+        record_failure: bool,
+        pipe: redis.client.Pipeline | None = None,
+    ) -> bool:
+        """Commit a task's return values once; True if this call committed them."""
+        own = pipe or self.redis.pipeline(transaction=False)
+        results.commit_outputs(self.commands, own, spec, entries)
+        if record_failure:
+            results.record_failure(own, spec, entries[0], self.node_id)
+        if pipe is not None:
+            return True
+        return bool(own.execute()[0])
+
+
+def _all_args(spec: TaskSpec) -> list[Arg]:
+    return [*spec.args, *spec.kwargs.values()]
+
+
+def _fields(entry: Entry, client: CoreClient) -> dict[str, Any]:
+    return {"k": entry.kind, "s": entry.size, "n": entry.node, "d": entry.data, "o": client.client_id}

@@ -1,0 +1,90 @@
+"""The one background reader of a process's readiness notifications.
+
+Every result and watched object this process waits for is announced on its own stream
+(`notify:<client_id>`), which commit_objects writes in the same atomic step as the object.
+A stream rather than pub/sub, so that nothing is lost while the reader is busy; each read
+also trims what the previous read consumed. The same blocking read follows node events,
+so the node cache refreshes when nodes join or leave.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import redis
+
+from redray.client.node_view import REFRESH_SECONDS
+from redray.client.object_table import Entry
+from redray.control import keys
+
+if TYPE_CHECKING:
+    from redray.client.core import CoreClient
+
+logger = logging.getLogger(__name__)
+
+_BLOCK_MS = 1000
+_BATCH = 1000
+
+
+class NotificationReader(threading.Thread):
+    def __init__(self, client: CoreClient) -> None:
+        super().__init__(name="redray-notifications", daemon=True)
+        self._client = client
+        self._connection = redis.Redis(**client.redis_kwargs)
+        self._stream = keys.notify(client.client_id)
+        self._stopping = False
+
+    def stop(self) -> None:
+        self._stopping = True
+        try:
+            self._client.redis.xadd(self._stream, {"stop": 1})
+        except redis.RedisError:
+            pass
+        self.join(timeout=2)
+        self._connection.close()
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except redis.ConnectionError:
+            if not self._stopping:
+                logger.error("redray: lost the connection to Redis; notifications stopped")
+
+    def _loop(self) -> None:
+        client = self._client
+        last_seen = "0-0"
+        newest_event = self._connection.xrevrange(keys.NODE_EVENTS, count=1)
+        last_event = newest_event[0][0] if newest_event else "0-0"
+        refreshed = time.monotonic()
+        while not self._stopping:
+            pipe = self._connection.pipeline(transaction=False)
+            if last_seen != "0-0":
+                pipe.xtrim(self._stream, minid=last_seen)
+            pipe.xread(
+                {self._stream: last_seen, keys.NODE_EVENTS: last_event},
+                count=_BATCH,
+                block=_BLOCK_MS,
+            )
+            streams = pipe.execute()[-1] or []
+            for name, entries in streams:
+                if name.decode() == self._stream:
+                    for entry_id, fields in entries:
+                        last_seen = entry_id
+                        if b"stop" in fields:
+                            return
+                        entry = Entry.from_fields(
+                            fields[b"k"], fields[b"s"], fields[b"n"], fields[b"d"]
+                        )
+                        client.on_committed(fields[b"o"].decode(), entry)
+                else:
+                    last_event = entries[-1][0]
+                    client.nodes.refresh()
+                    refreshed = time.monotonic()
+                    client.retry_infeasible()
+            if time.monotonic() - refreshed > REFRESH_SECONDS * 5:
+                client.nodes.refresh()
+                refreshed = time.monotonic()
+                client.retry_infeasible()

@@ -1,0 +1,67 @@
+"""The committed objects this process knows about, and waiting for more of them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import NamedTuple
+
+
+class Entry(NamedTuple):
+    """An object directory entry: how and where a committed object lives."""
+
+    kind: str  # "v" inline value, "s" shared memory, "e" error
+    size: int
+    node: str
+    data: bytes
+
+    @classmethod
+    def from_fields(cls, kind: bytes, size: bytes, node: bytes, data: bytes) -> Entry:
+        return cls(kind.decode(), int(size), node.decode(), data)
+
+
+class ObjectTable:
+    """A cache of entries plus one condition that every waiter in the process shares.
+
+    `lock` is also what the client holds while it pairs "is it here?" with "tell me when it
+    is", so a commit cannot slip between the two.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._changed = threading.Condition(self.lock)
+        self._entries: dict[str, Entry] = {}
+
+    def get(self, object_id: str) -> Entry | None:
+        return self._entries.get(object_id)
+
+    def __contains__(self, object_id: str) -> bool:
+        return object_id in self._entries
+
+    def commit(self, object_id: str, entry: Entry) -> None:
+        with self.lock:
+            self._entries[object_id] = entry
+            self._changed.notify_all()
+
+    def discard(self, object_id: str) -> None:
+        self._entries.pop(object_id, None)
+
+    def count_present(self, object_ids: list[str]) -> int:
+        return sum(1 for object_id in object_ids if object_id in self._entries)
+
+    def wait_for(self, object_ids: list[str], needed: int, deadline: float | None) -> bool:
+        """Block until `needed` of `object_ids` are present; False if the deadline passed."""
+        with self.lock:
+            while self.count_present(object_ids) < needed:
+                if deadline is None:
+                    self._changed.wait()
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
+
+    def wake_all(self) -> None:
+        with self.lock:
+            self._changed.notify_all()

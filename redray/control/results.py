@@ -1,0 +1,57 @@
+"""Committing a task's outputs and recording failures: shared by workers, daemons, drivers."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from redray.client.object_table import Entry
+from redray.control import keys
+from redray.control.scripts import Commands
+from redray.task_spec import TaskSpec
+
+#: How many failure records Redis keeps for error_info().
+ERRORS_KEPT = 1000
+
+
+def commit_outputs(
+    commands: Commands, pipe: redis.client.Pipeline, spec: TaskSpec, entries: Sequence[Entry]
+) -> None:
+    """Queue the atomic commit of a task's return values on `pipe` (exactly once per task)."""
+    flat: list[Any] = []
+    for object_id, entry in zip(spec.return_ids, entries):
+        flat += [object_id, entry.kind, entry.size, entry.node, entry.data]
+    commands.call("commit_objects", spec.task_id, spec.owner, len(entries), *flat, pipe=pipe)
+
+
+def record_failure(
+    pipe: redis.client.Pipeline, spec: TaskSpec, error_entry: Entry, node_id: str | None, **extra: Any
+) -> None:
+    """Append a failure record (what error_info() and `redray errors` list)."""
+    try:
+        error = pickle.loads(error_entry.data)
+        message = str(error)
+        error_type = type(getattr(error, "cause", None) or error).__name__
+    except Exception:  # the record must be written even if the error cannot be loaded
+        message, error_type = "<error that could not be deserialized>", "Unknown"
+    record = {
+        "type": "task",
+        "task_id": spec.task_id,
+        "task_name": spec.name,
+        "job_id": spec.job_id,
+        "node_id": node_id,
+        "pid": os.getpid(),
+        "attempt": spec.attempt,
+        "error_type": error_type,
+        "message": message,
+        "time": time.time(),
+        **extra,
+    }
+    pipe.lpush(keys.ERRORS, json.dumps(record))
+    pipe.ltrim(keys.ERRORS, 0, ERRORS_KEPT - 1)

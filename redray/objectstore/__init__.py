@@ -1,0 +1,1 @@
+"""Objects: serialization, the per-node shared-memory store and the object directory."""

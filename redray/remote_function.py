@@ -1,0 +1,164 @@
+"""RemoteFunction: what `@redray.remote` makes of a function."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from redray import api, ids, options as options_module
+from redray.object_ref import ObjectRef
+from redray.task_spec import TaskSpec
+
+
+class _Export:
+    """The pickled function, made once and shared by every `.options()` variant."""
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self._function = function
+        self.pickled: bytes | None = None
+        self.function_id = ""
+
+    def ensure(self) -> None:
+        if self.pickled is None:
+            self.pickled = cloudpickle.dumps(self._function, protocol=5)
+            self.function_id = hashlib.sha1(self.pickled).hexdigest()
+
+
+class RemoteFunction:
+    """A function that runs as a task: call `.remote(...)`, not the function itself."""
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        task_options: dict[str, Any],
+        *,
+        _export: _Export | None = None,
+        _validated: bool = False,
+    ) -> None:
+        if not _validated:
+            task_options = options_module.validate_task_options(task_options, in_options=False)
+        self._function = function
+        self._options = task_options
+        self._export = _export or _Export(function)
+        self._signature = _signature_of(function)
+        self._name = f"{function.__module__}.{function.__qualname__}"
+        self.__doc__ = function.__doc__
+        self.__name__ = function.__name__
+        self.__qualname__ = function.__qualname__
+        self.__module__ = function.__module__
+        self.__wrapped__ = function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "Remote functions cannot be called directly. Instead of running "
+            f"'{self._name}()', try '{self._name}.remote()'."
+        )
+
+    def options(self, **task_options: Any) -> RemoteFunction:
+        """A copy of this remote function with some options changed."""
+        overrides = options_module.validate_task_options(task_options, in_options=True)
+        merged = options_module.merge_options(self._options, overrides)
+        return RemoteFunction(self._function, merged, _export=self._export, _validated=True)
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Submit a task; returns an ObjectRef (a list of them if num_returns > 1)."""
+        return self._submit(args, kwargs)
+
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("Ray DAGs (.bind) are not supported by redray.")
+
+    def _submit(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self._signature is not None:
+            try:
+                self._signature.bind(*args, **kwargs)
+            except TypeError as error:
+                raise TypeError(f"{self._name}.remote(): {error}") from None
+        client = api.current_client()
+        export = self._export
+        export.ensure()
+        assert export.pickled is not None
+        client.export_function(export.function_id, export.pickled)
+        opts = self._options
+        num_returns = opts.get("num_returns", 1)
+        if not isinstance(num_returns, int):
+            raise NotImplementedError(
+                f"num_returns={num_returns!r} (generators) is not supported yet."
+            )
+        task_id = ids.new_task_id()
+        spec = TaskSpec(
+            task_id=task_id,
+            name=self.__qualname__,
+            function_id=export.function_id,
+            args=[client.prepare_arg(value, self._name) for value in args],
+            kwargs={name: client.prepare_arg(v, self._name) for name, v in kwargs.items()},
+            return_ids=[ids.object_id_for(task_id, index + 1) for index in range(num_returns)],
+            owner=client.client_id,
+            demand=options_module.task_resource_demand(opts),
+            job_id=client.job_id,
+            max_retries=opts.get("max_retries", 3),
+            retry_exceptions=_retry_exceptions(opts.get("retry_exceptions", False)),
+            max_calls=_max_calls(opts),
+            runtime_env=opts.get("runtime_env"),
+        )
+        refs = client.submit(spec, opts.get("scheduling_strategy") or "DEFAULT")
+        if num_returns == 0:
+            return None
+        return refs[0] if num_returns == 1 else refs
+
+
+def _signature_of(function: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(function)
+    except (TypeError, ValueError):  # builtins without a signature: let the worker check
+        return None
+
+
+def _retry_exceptions(value: Any) -> bool | tuple[type, ...]:
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return bool(value)
+
+
+def _max_calls(opts: dict[str, Any]) -> int:
+    """0 means unlimited; GPU tasks default to 1 so each releases its GPU memory."""
+    max_calls = opts.get("max_calls")
+    if max_calls is None:
+        return 1 if opts.get("num_gpus") else 0
+    return max_calls
+
+
+def make_remote(target: Any, remote_options: dict[str, Any]) -> Any:
+    """RemoteFunction for a function, ActorClass for a class."""
+    if inspect.isclass(target):
+        from redray.actor import make_actor_class
+
+        return make_actor_class(target, remote_options)
+    if callable(target):
+        return RemoteFunction(target, remote_options)
+    raise TypeError(
+        "The @redray.remote decorator must be applied to either a function or a class, "
+        f"not {type(target).__name__}."
+    )
+
+
+def remote(*args: Any, **kwargs: Any) -> Any:
+    """Define a remote function or an actor class (decorator, with or without options)."""
+    if len(args) == 1 and not kwargs and (callable(args[0]) or inspect.isclass(args[0])):
+        return make_remote(args[0], {})
+    if args:
+        raise TypeError(
+            "The @redray.remote decorator must be applied either with no arguments and no "
+            "parentheses, for example '@redray.remote', or with keyword arguments only, for "
+            "example '@redray.remote(num_returns=2, num_cpus=1)'."
+        )
+    if not kwargs:
+        raise TypeError(
+            "The @redray.remote decorator must be applied either with no arguments and no "
+            "parentheses, for example '@redray.remote', or with keyword arguments, for "
+            "example '@redray.remote(num_returns=2)'."
+        )
+    return lambda target: make_remote(target, kwargs)

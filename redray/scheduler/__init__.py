@@ -1,0 +1,1 @@
+"""Scheduling: resource arithmetic, node choice and the per-node local scheduler."""

@@ -1,0 +1,1 @@
+"""Worker processes: the main loop, task execution and (later) the actor runtime."""

@@ -1,0 +1,132 @@
+"""Running one task inside a worker: arguments in, committed results (or error) out."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import traceback
+from collections import Counter
+from typing import Any
+
+from redray import runtime_context
+from redray.client.core import CoreClient
+from redray.client.object_table import Entry
+from redray.control import keys, results
+from redray.exceptions import RayTaskError
+from redray.objectstore.serialization import deserialize, dumps, serialize
+from redray.task_spec import Arg, TaskSpec
+from redray.worker.functions import FunctionCache
+
+_HOST_IP = socket.gethostbyname(socket.gethostname()) if socket.gethostname() else "127.0.0.1"
+
+
+class TaskExecutor:
+    def __init__(self, client: CoreClient, functions: FunctionCache) -> None:
+        self._client = client
+        self._functions = functions
+        self._calls: Counter[str] = Counter()
+
+    def run(self, spec: TaskSpec, gpu_ids: list[int]) -> bool:
+        """Execute and commit one task; True when the worker must retire (max_calls)."""
+        self._enter(spec, gpu_ids)
+        try:
+            entries, error = self._call(spec)
+        finally:
+            runtime_context.current.task_id = None
+            runtime_context.current.task_name = None
+        if error is not None and self._should_retry(spec, error):
+            self._retry(spec, entries[0])
+        else:
+            self._client.commit_results(spec, entries, record_failure=error is not None)
+        self._calls[spec.function_id] += 1
+        return bool(spec.max_calls) and self._calls[spec.function_id] >= spec.max_calls
+
+    def _enter(self, spec: TaskSpec, gpu_ids: list[int]) -> None:
+        current = runtime_context.current
+        current.task_id = spec.task_id
+        current.task_name = spec.name
+        current.job_id = spec.job_id
+        current.attempt = spec.attempt
+        current.gpu_ids = gpu_ids
+        current.assigned_resources = dict(spec.demand)
+        if gpu_ids or spec.demand.get("GPU"):
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpu_ids)
+
+    def _call(self, spec: TaskSpec) -> tuple[list[Entry], BaseException | None]:
+        try:
+            function = self._functions.load(spec.function_id)
+            args = [self._value(arg) for arg in spec.args]
+            kwargs = {name: self._value(arg) for name, arg in spec.kwargs.items()}
+            result = function(*args, **kwargs)
+            return self._store_returns(spec, result), None
+        except Exception as error:
+            return self._error_entries(spec, error), error
+
+    def _value(self, arg: Arg) -> Any:
+        if arg[0] == "v":
+            return deserialize(arg[1])
+        object_id, entry = arg[1], Entry(*arg[2])
+        self._client.objects.commit(object_id, entry)
+        return self._client.materialize(object_id)
+
+    def _store_returns(self, spec: TaskSpec, result: Any) -> list[Entry]:
+        count = spec.num_returns
+        if count == 0:
+            return []
+        if count == 1:
+            values = [result]
+        else:
+            if not isinstance(result, (tuple, list)) or len(result) != count:
+                got = len(result) if isinstance(result, (tuple, list)) else "1 (not a sequence)"
+                raise ValueError(
+                    f"Task {spec.name} returned {got} objects, but num_returns={count}."
+                )
+            values = list(result)
+        return [
+            self._client.store_serialized(object_id, serialize(value))
+            for object_id, value in zip(spec.return_ids, values)
+        ]
+
+    def _error_entries(self, spec: TaskSpec, error: BaseException) -> list[Entry]:
+        frames = traceback.format_exception(type(error), error, error.__traceback__)
+        task_error = RayTaskError(
+            function_name=spec.name,
+            traceback_str="".join(frames),
+            cause=error,
+            proctitle=f"ray::{spec.name}",
+            pid=os.getpid(),
+            ip=_HOST_IP,
+        )
+        try:
+            data = dumps(task_error)
+        except Exception:  # the cause itself cannot be pickled: keep its text
+            task_error = RayTaskError(
+                function_name=spec.name,
+                traceback_str="".join(frames),
+                cause=RuntimeError(f"{type(error).__name__}: {error}"),
+                proctitle=f"ray::{spec.name}",
+                pid=os.getpid(),
+                ip=_HOST_IP,
+            )
+            data = dumps(task_error)
+        return [Entry("e", len(data), "", data)] * max(1, spec.num_returns)
+
+    @staticmethod
+    def _should_retry(spec: TaskSpec, error: BaseException) -> bool:
+        if not spec.retry_exceptions:
+            return False
+        if spec.max_retries != -1 and spec.attempt >= spec.max_retries:
+            return False
+        if spec.retry_exceptions is True:
+            return True
+        return isinstance(error, tuple(spec.retry_exceptions))
+
+    def _retry(self, spec: TaskSpec, failure: Entry) -> None:
+        """Record this attempt's failure and queue the next attempt on this node."""
+        client = self._client
+        pipe = client.redis.pipeline(transaction=False)
+        results.record_failure(pipe, spec, failure, client.node_id, retrying=True)
+        spec.attempt += 1
+        pipe.xadd(keys.node_queue(client.node_id or ""), {"s": pickle.dumps(spec, protocol=5)})
+        pipe.execute()

@@ -1,0 +1,60 @@
+"""A worker's main loop: take a task from the node daemon, run it, say it is done."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+from typing import Any, NoReturn
+
+from redray import runtime_context
+from redray.client.core import CoreClient
+from redray.worker.channel import Channel
+from redray.worker.executor import TaskExecutor
+from redray.worker.functions import FunctionCache
+
+
+def run_worker(
+    channel: Channel, redis_kwargs: dict[str, Any], node_id: str, worker_id: str
+) -> NoReturn:
+    """Entry point of a forked worker process; never returns."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    from redray import api
+
+    client = CoreClient(redis_kwargs, node_id=node_id, job_id="", namespace="", kind="worker")
+    client.on_block = lambda: channel.send(("blocked",))
+    client.on_unblock = lambda: channel.send(("unblocked",))
+    api.attach_worker(client)
+    runtime_context.current.mode = "worker"
+    runtime_context.current.node_id = node_id
+    runtime_context.current.worker_id = worker_id
+    executor = TaskExecutor(client, FunctionCache(client.redis))
+    code = 0
+    try:
+        channel.send(("ready",))
+        while True:
+            message = channel.recv()
+            if message[0] == "exit":
+                break
+            spec = pickle.loads(message[1])
+            retire = executor.run(spec, message[2])
+            channel.send(("done", spec.task_id, retire))
+            if retire:
+                break
+    except (EOFError, OSError):
+        code = 1  # the node daemon is gone: nothing left to work for
+    finally:
+        client.close()
+    os._exit(code)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when its node daemon dies, even mid-task."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the worker still exits when its channel to the daemon closes
