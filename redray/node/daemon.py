@@ -35,6 +35,9 @@ from redray.task_spec import TaskSpec
 HEARTBEAT_SECONDS = 0.5
 HEARTBEAT_TTL_SECONDS = 5
 _READ_BATCH = 256
+#: Finished tasks are acknowledged on the queue in batches: an unacknowledged entry only
+#: matters if this daemon dies, and then its tasks are re-run anyway.
+_ACK_BATCH = 128
 
 
 @dataclass
@@ -173,8 +176,10 @@ class NodeDaemon:
                 self._handle(key.data)
                 if self._stopping:
                     return
-            self._flush_acks()
+            if len(self._to_ack) >= _ACK_BATCH:
+                self._flush_acks()
             if time.monotonic() >= next_heartbeat:
+                self._flush_acks()
                 self.redis.set(
                     keys.node_alive(self.node_id),
                     self._heartbeat_value(),
