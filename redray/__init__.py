@@ -13,6 +13,7 @@
 from redray import exceptions, util
 from redray.api import (
     available_resources,
+    cancel,
     cluster_resources,
     error_info,
     get,
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ObjectRef",
     "available_resources",
+    "cancel",
     "cluster_resources",
     "error_info",
     "exceptions",

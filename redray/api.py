@@ -275,6 +275,17 @@ def wait(
     return ready, [ref for ref in object_refs if ref not in chosen]
 
 
+def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel a task: a pending one never runs, a running one is interrupted
+    (KeyboardInterrupt), or with force=True its worker is killed. get() then raises
+    TaskCancelledError. Cancelling a finished task does nothing."""
+    if not isinstance(object_ref, ObjectRef):
+        raise TypeError(
+            f"redray.cancel() only supports ObjectRefs of tasks, got {type(object_ref).__name__}."
+        )
+    current_client().cancel(object_ref.hex(), force=force, recursive=recursive)
+
+
 def _check_timeout(timeout: float | None) -> None:
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"'timeout' must be None or a non-negative number, got {timeout!r}.")

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from redray import ids
+from redray import ids, runtime_context
 from redray.client.batcher import WriteBatcher
 from redray.client.node_view import NodeView
 from redray.client.notifications import NotificationReader
@@ -30,6 +30,7 @@ from redray.exceptions import (
     ObjectLostError,
     RayError,
     RayTaskError,
+    TaskCancelledError,
     TaskUnschedulableError,
 )
 from redray.object_ref import ObjectRef, _tracker
@@ -82,6 +83,10 @@ class CoreClient:
         self._owned_pending: set[str] = set()
         self._waiting_on: dict[str, list[_WaitingSubmission]] = {}
         self._infeasible: list[tuple[TaskSpec, Any]] = []
+        #: Owned tasks sent to a node and not finished: task id -> (node id, return ids).
+        self._in_flight: dict[str, tuple[str, list[str]]] = {}
+        #: Tasks submitted by the task this worker is running (for recursive cancel).
+        self.children: list[str] = []
         self._fetched_errors: set[str] = set()
         self._reader: NotificationReader | None = None
         self._reader_lock = threading.Lock()
@@ -226,6 +231,7 @@ class CoreClient:
         """A result or a watched object became ready (called by the reader and by _watch)."""
         with self.objects.lock:
             self._owned_pending.discard(object_id)
+            self._in_flight.pop(ids.task_id_of(object_id), None)
             dependents = self._waiting_on.pop(object_id, [])
             self.objects.commit(object_id, entry)
         if entry.kind == "e" and object_id not in _tracker.counts:
@@ -279,6 +285,8 @@ class CoreClient:
     def submit(self, spec: TaskSpec, strategy: Any) -> list[ObjectRef]:
         """Queue a task; it is sent to a node once its ObjectRef arguments are ready."""
         refs = [ObjectRef(object_id, self.client_id) for object_id in spec.return_ids]
+        if runtime_context.current.task_id is not None and spec.return_ids:
+            self.children.append(spec.return_ids[0])
         dependencies = [arg[1] for arg in _all_args(spec) if arg[0] == "r"]
         with self.objects.lock:
             self._owned_pending.update(spec.return_ids)
@@ -314,6 +322,7 @@ class CoreClient:
 
     def enqueue(self, node_id: str, spec: TaskSpec) -> None:
         payload = pickle.dumps(spec, protocol=5)
+        self._in_flight[spec.task_id] = (node_id, spec.return_ids)
         self.batcher.add(lambda pipe: pipe.xadd(keys.node_queue(node_id), {"s": payload}))
         self.ensure_reader()
 
@@ -365,6 +374,55 @@ class CoreClient:
         entries = [Entry("e", 0, "", dumps(error)) for _ in spec.return_ids]
         self.commit_results(spec, entries, record_failure=False)
 
+    def cancel(self, object_id: str, *, force: bool, recursive: bool) -> None:
+        """Cancel the task that makes `object_id`: drop it if pending, interrupt it if running.
+
+        The TaskCancelledError is committed first, atomically and only if the task has not
+        finished, so the task's own result can no longer be committed after it.
+        """
+        task_id = ids.task_id_of(object_id)
+        error = TaskCancelledError(task_id)
+        held = self._withdraw_held(task_id)
+        if held is not None:
+            entries = [Entry("e", 0, "", dumps(error)) for _ in held.return_ids]
+            self.commit_results(held, entries, record_failure=False, final_state="cancelled")
+            return
+        self.batcher.flush()
+        node_id, return_ids = self._in_flight.get(task_id, (None, [object_id]))
+        data = dumps(error)
+        pipe = self.redis.pipeline(transaction=False)
+        results.commit_entries(
+            self.commands, pipe, task_id, self.client_id, return_ids,
+            [Entry("e", len(data), "", data)] * len(return_ids), final_state="cancelled",
+        )  # fmt: skip
+        if not pipe.execute()[0]:
+            return  # already finished: cancelling does nothing
+        request = {"c": task_id, "f": int(force), "r": int(recursive)}
+        targets = [node_id] if node_id else [n.node_id for n in self.nodes.refresh()]
+        for target in targets:
+            self.redis.xadd(keys.node_queue(target), request)
+
+    def _withdraw_held(self, task_id: str) -> TaskSpec | None:
+        """Take back a task still held here (waiting for arguments, or infeasible)."""
+        with self.objects.lock:
+            for waiting_list in self._waiting_on.values():
+                for waiting in waiting_list:
+                    if waiting.spec.task_id == task_id:
+                        for object_id in waiting.unresolved:
+                            self._waiting_on[object_id].remove(waiting)
+                        return waiting.spec
+            for index, (spec, _) in enumerate(self._infeasible):
+                if spec.task_id == task_id:
+                    del self._infeasible[index]
+                    return spec
+        return None
+
+    def cancel_children(self) -> None:
+        """Cancel the tasks the current task submitted (recursive cancellation)."""
+        children, self.children = self.children, []
+        for object_id in children:
+            self.cancel(object_id, force=False, recursive=True)
+
     def commit_results(
         self,
         spec: TaskSpec,
@@ -372,10 +430,11 @@ class CoreClient:
         *,
         record_failure: bool,
         pipe: redis.client.Pipeline | None = None,
+        final_state: str = "finished",
     ) -> bool:
         """Commit a task's return values once; True if this call committed them."""
         own = pipe or self.redis.pipeline(transaction=False)
-        results.commit_outputs(self.commands, own, spec, entries)
+        results.commit_outputs(self.commands, own, spec, entries, final_state)
         if record_failure:
             results.record_failure(own, spec, entries[0], self.node_id)
         if pipe is not None:

@@ -4,23 +4,23 @@
 
 -- command: commit_objects
 -- Tables: task (state), object directory (obj:*), waiters, notification streams.
--- Commits the outputs of one task attempt (or one put) exactly once.
--- ARGV: prefix, task_id ('' for a put), owner, n, then n groups of
+-- Commits the outputs of one task attempt exactly once, leaving the task in final_state
+-- ('finished', or 'cancelled' when ray.cancel commits TaskCancelledError).
+-- ARGV: prefix, task_id, owner, final_state, n, then n groups of
 --       object_id, kind ('v' inline value | 's' shared memory | 'e' error), size, node, data
 -- A task whose state is already terminal is not committed again, so a slow first attempt
--- that finishes after a retry started cannot report twice. Returns 1 if committed, else 0.
-local p, task_id, owner, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-if task_id ~= '' then
-  local tkey = p .. 'task:' .. task_id
-  local state = redis.call('HGET', tkey, 'state')
-  if state == 'finished' or state == 'cancelled' then
-    return 0
-  end
-  redis.call('HSET', tkey, 'state', 'finished')
-  redis.call('EXPIRE', tkey, 3600)
+-- that finishes after a retry started (or after a cancel) cannot report twice.
+-- Returns 1 if committed, else 0.
+local p, task_id, owner, final_state, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local tkey = p .. 'task:' .. task_id
+local state = redis.call('HGET', tkey, 'state')
+if state == 'finished' or state == 'cancelled' then
+  return 0
 end
+redis.call('HSET', tkey, 'state', final_state)
+redis.call('EXPIRE', tkey, 3600)
 for i = 0, n - 1 do
-  local base = 5 + i * 5
+  local base = 6 + i * 5
   local oid, kind, size, node, data =
     ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
   local okey = p .. 'obj:' .. oid

@@ -21,13 +21,31 @@ ERRORS_KEPT = 1000
 
 
 def commit_outputs(
-    commands: Commands, pipe: redis.client.Pipeline, spec: TaskSpec, entries: Sequence[Entry]
+    commands: Commands,
+    pipe: redis.client.Pipeline,
+    spec: TaskSpec,
+    entries: Sequence[Entry],
+    final_state: str = "finished",
 ) -> None:
     """Queue the atomic commit of a task's return values on `pipe` (exactly once per task)."""
+    commit_entries(commands, pipe, spec.task_id, spec.owner, spec.return_ids, entries, final_state)
+
+
+def commit_entries(
+    commands: Commands,
+    pipe: redis.client.Pipeline,
+    task_id: str,
+    owner: str,
+    object_ids: Sequence[str],
+    entries: Sequence[Entry],
+    final_state: str = "finished",
+) -> None:
     flat: list[Any] = []
-    for object_id, entry in zip(spec.return_ids, entries):
+    for object_id, entry in zip(object_ids, entries):
         flat += [object_id, entry.kind, entry.size, entry.node, entry.data]
-    commands.call("commit_objects", spec.task_id, spec.owner, len(entries), *flat, pipe=pipe)
+    commands.call(
+        "commit_objects", task_id, owner, final_state, len(entries), *flat, pipe=pipe
+    )
 
 
 def record_failure(

@@ -38,6 +38,8 @@ _READ_BATCH = 256
 #: Finished tasks are acknowledged on the queue in batches: an unacknowledged entry only
 #: matters if this daemon dies, and then its tasks are re-run anyway.
 _ACK_BATCH = 128
+#: Cancelled task ids remembered so that a retry queued before the cancel is dropped.
+_CANCELLED_KEPT = 10_000
 
 
 @dataclass
@@ -71,6 +73,7 @@ class NodeDaemon:
         self._stopping = False
         self._signal_r, self._signal_w = socket.socketpair()
         self._owner_fd: int | None = None
+        self._cancelled: set[str] = set()
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -217,9 +220,33 @@ class NodeDaemon:
         streams = response.values() if isinstance(response, dict) else [e for _, e in response or []]
         for entries in streams:
             for entry_id, fields in entries:
-                payload = _field(fields, b"s")
+                fields = _as_dict(fields)
+                if b"c" in fields:
+                    self._to_ack.append(entry_id)
+                    self._cancel(fields[b"c"].decode(), force=fields[b"f"] == b"1")
+                    continue
+                payload = fields[b"s"]
                 spec: TaskSpec = pickle.loads(payload)
+                if spec.task_id in self._cancelled:
+                    self._to_ack.append(entry_id)
+                    continue
                 self._execute(self.scheduler.add_task(QueuedTask(spec, entry_id, payload)))
+
+    def _cancel(self, task_id: str, force: bool) -> None:
+        """Drop a queued task, or interrupt (force: kill) the worker running it.
+
+        The canceller has already committed TaskCancelledError; this only stops the work.
+        """
+        self._cancelled.add(task_id)
+        if len(self._cancelled) > _CANCELLED_KEPT:
+            self._cancelled.pop()
+        queued = self.scheduler.remove_queued(task_id)
+        if queued is not None:
+            self._to_ack.append(queued.entry_id)
+            return
+        worker_id = self.scheduler.running_task_worker(task_id)
+        if worker_id is not None:
+            self.pool.kill(worker_id, signal.SIGKILL if force else signal.SIGINT)
 
     def _flush_acks(self) -> None:
         if not self._to_ack:
@@ -293,7 +320,9 @@ class NodeDaemon:
         data = dumps(error)
         entry = Entry("e", len(data), "", data)
         pipe = self.redis.pipeline(transaction=False)
-        retry = spec.max_retries == -1 or spec.attempt < spec.max_retries
+        retry = spec.task_id not in self._cancelled and (
+            spec.max_retries == -1 or spec.attempt < spec.max_retries
+        )
         results.record_failure(pipe, spec, entry, self.node_id, retrying=retry, cause=how)
         if retry:
             spec.attempt += 1
@@ -304,11 +333,12 @@ class NodeDaemon:
         self._to_ack.append(task.entry_id)
 
 
-def _field(fields: Any, name: bytes) -> bytes:
+def _as_dict(fields: Any) -> dict[bytes, bytes]:
+    """Stream entry fields as a dict (the raw reply may be a flat list)."""
     if isinstance(fields, dict):
-        return fields[name]
+        return fields
     pairs = iter(fields)
-    return dict(zip(pairs, pairs))[name]
+    return dict(zip(pairs, pairs))
 
 
 def node_ip() -> str:
@@ -321,6 +351,8 @@ def node_ip() -> str:
 def main(argv: list[str] | None = None) -> None:
     """`python -m redray.node.daemon '<NodeConfig as JSON>'`."""
     config = NodeConfig(**json.loads((argv or sys.argv[1:])[0]))
+    # `redray start` passes the Redis password in the environment: argv is visible to all users.
+    config.redis_kwargs.setdefault("password", os.environ.get("REDRAY_REDIS_PASSWORD"))
     NodeDaemon(config).run()
 
 

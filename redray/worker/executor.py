@@ -13,7 +13,7 @@ from redray import runtime_context
 from redray.client.core import CoreClient
 from redray.client.object_table import Entry
 from redray.control import keys, results
-from redray.exceptions import RayTaskError
+from redray.exceptions import RayTaskError, TaskCancelledError
 from redray.objectstore.serialization import deserialize, dumps, serialize
 from redray.task_spec import Arg, TaskSpec
 from redray.worker.functions import FunctionCache
@@ -26,6 +26,8 @@ class TaskExecutor:
         self._client = client
         self._functions = functions
         self._calls: Counter[str] = Counter()
+        #: True while user code runs: only then may a cancel (SIGINT) interrupt the worker.
+        self.in_user_code = False
 
     def run(self, spec: TaskSpec, gpu_ids: list[int]) -> bool:
         """Execute and commit one task; True when the worker must retire (max_calls)."""
@@ -58,10 +60,23 @@ class TaskExecutor:
             function = self._functions.load(spec.function_id)
             args = [self._value(arg) for arg in spec.args]
             kwargs = {name: self._value(arg) for name, arg in spec.kwargs.items()}
-            result = function(*args, **kwargs)
+            self._client.children = []
+            self.in_user_code = True
+            try:
+                result = function(*args, **kwargs)
+            finally:
+                self.in_user_code = False
             return self._store_returns(spec, result), None
+        except KeyboardInterrupt:
+            return self._cancelled_entries(spec), None
         except Exception as error:
             return self._error_entries(spec, error), error
+
+    def _cancelled_entries(self, spec: TaskSpec) -> list[Entry]:
+        """The task was cancelled (redray.cancel): its children are cancelled too."""
+        self._client.cancel_children()
+        data = dumps(TaskCancelledError(spec.task_id))
+        return [Entry("e", len(data), "", data)] * spec.num_returns
 
     def _value(self, arg: Arg) -> Any:
         if arg[0] == "v":

@@ -19,7 +19,6 @@ def run_worker(
 ) -> NoReturn:
     """Entry point of a forked worker process; never returns."""
     _die_with_parent()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from redray import api
 
@@ -31,6 +30,13 @@ def run_worker(
     runtime_context.current.node_id = node_id
     runtime_context.current.worker_id = worker_id
     executor = TaskExecutor(client, FunctionCache(client.redis))
+
+    def interrupt_task(signum: int, frame: object) -> None:
+        # redray.cancel() of the running task; a late signal between tasks is ignored.
+        if executor.in_user_code:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt_task)
     code = 0
     try:
         channel.send(("ready",))
