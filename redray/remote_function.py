@@ -9,7 +9,7 @@ from typing import Any
 
 import cloudpickle
 
-from redray import api, ids, options as options_module
+from redray import api, generators, ids, options as options_module
 from redray.object_ref import ObjectRef
 from redray.task_spec import TaskSpec
 
@@ -45,6 +45,7 @@ class RemoteFunction:
         self._options = task_options
         self._export = _export or _Export(function)
         self._signature = _signature_of(function)
+        self._is_generator = inspect.isgeneratorfunction(function)
         self._name = f"{function.__module__}.{function.__qualname__}"
         self.__doc__ = function.__doc__
         self.__name__ = function.__name__
@@ -82,32 +83,37 @@ class RemoteFunction:
         export.ensure()
         assert export.pickled is not None
         client.export_function(export.function_id, export.pickled)
-        opts = self._options
-        num_returns = opts.get("num_returns", 1)
-        if not isinstance(num_returns, int):
-            raise NotImplementedError(
-                f"num_returns={num_returns!r} (generators) is not supported yet."
-            )
+        opts = options_module.resolve_task_options(self._options, is_generator=self._is_generator)
+        num_returns = opts["num_returns"]
         task_id = ids.new_task_id()
+        streaming = num_returns == "streaming"
+        if streaming:
+            return_ids = [generators.item_id(task_id, generators.STREAM_END_INDEX)]
+        else:
+            count = 1 if num_returns == "dynamic" else num_returns
+            return_ids = [ids.object_id_for(task_id, index + 1) for index in range(count)]
         spec = TaskSpec(
             task_id=task_id,
             name=self.__qualname__,
             function_id=export.function_id,
             args=[client.prepare_arg(value, self._name) for value in args],
             kwargs={name: client.prepare_arg(v, self._name) for name, v in kwargs.items()},
-            return_ids=[ids.object_id_for(task_id, index + 1) for index in range(num_returns)],
+            return_ids=return_ids,
             owner=client.client_id,
             demand=options_module.task_resource_demand(opts),
             job_id=client.job_id,
-            max_retries=opts.get("max_retries", 3),
-            retry_exceptions=_retry_exceptions(opts.get("retry_exceptions", False)),
-            max_calls=_max_calls(opts),
+            max_retries=opts["max_retries"],
+            retry_exceptions=_retry_exceptions(opts["retry_exceptions"]),
+            max_calls=opts["max_calls"] or 0,
             runtime_env=opts.get("runtime_env"),
+            extra={"generator": num_returns} if isinstance(num_returns, str) else {},
         )
         refs = client.submit(spec, opts.get("scheduling_strategy") or "DEFAULT")
+        if streaming:
+            return generators.ObjectRefGenerator(task_id, client.client_id)
         if num_returns == 0:
             return None
-        return refs[0] if num_returns == 1 else refs
+        return refs[0] if num_returns in (1, "dynamic") else refs
 
 
 def _signature_of(function: Callable[..., Any]) -> inspect.Signature | None:
@@ -121,14 +127,6 @@ def _retry_exceptions(value: Any) -> bool | tuple[type, ...]:
     if isinstance(value, (list, tuple)):
         return tuple(value)
     return bool(value)
-
-
-def _max_calls(opts: dict[str, Any]) -> int:
-    """0 means unlimited; GPU tasks default to 1 so each releases its GPU memory."""
-    max_calls = opts.get("max_calls")
-    if max_calls is None:
-        return 1 if opts.get("num_gpus") else 0
-    return max_calls
 
 
 def make_remote(target: Any, remote_options: dict[str, Any]) -> Any:

@@ -9,11 +9,12 @@ import traceback
 from collections import Counter
 from typing import Any
 
-from redray import runtime_context
+from redray import generators, runtime_context
 from redray.client.core import CoreClient
 from redray.client.object_table import Entry
 from redray.control import keys, results
 from redray.exceptions import RayTaskError, TaskCancelledError
+from redray.object_ref import ObjectRef
 from redray.objectstore.serialization import deserialize, dumps, serialize
 from redray.task_spec import Arg, TaskSpec
 from redray.worker.functions import FunctionCache
@@ -64,6 +65,11 @@ class TaskExecutor:
             self.in_user_code = True
             try:
                 result = function(*args, **kwargs)
+                mode = spec.extra.get("generator")
+                if mode == "streaming":
+                    return self._stream(spec, result)
+                if mode == "dynamic":
+                    result = self._dynamic(spec, result)
             finally:
                 self.in_user_code = False
             return self._store_returns(spec, result), None
@@ -71,6 +77,38 @@ class TaskExecutor:
             return self._cancelled_entries(spec), None
         except Exception as error:
             return self._error_entries(spec, error), error
+
+    def _commit_item(self, spec: TaskSpec, index: int, entry: Entry) -> None:
+        """Commit one generator item at once, exactly once (its own pseudo task id)."""
+        object_id = generators.item_id(spec.task_id, index)
+        pipe = self._client.redis.pipeline(transaction=False)
+        results.commit_entries(
+            self._client.commands, pipe, f"{spec.task_id}.{index}", spec.owner, [object_id],
+            [entry],
+        )  # fmt: skip
+        pipe.execute()
+
+    def _stream(self, spec: TaskSpec, items: Any) -> tuple[list[Entry], BaseException | None]:
+        """Commit each yielded item as it comes; an error becomes the last item."""
+        count = 0
+        try:
+            for count, value in enumerate(items, 1):
+                object_id = generators.item_id(spec.task_id, count)
+                self._commit_item(spec, count, self._client.store_serialized(object_id, serialize(value)))
+        except Exception as error:
+            count += 1
+            self._commit_item(spec, count, self._error_entries(spec, error)[0])
+        end = serialize(count)
+        return [Entry("v", end.total_size, "", end.to_bytes())], None
+
+    def _dynamic(self, spec: TaskSpec, items: Any) -> generators.DynamicObjectRefGenerator:
+        """Store every item, then return one generator of their refs."""
+        refs = []
+        for index, value in enumerate(items, 2):
+            object_id = generators.item_id(spec.task_id, index)
+            self._commit_item(spec, index, self._client.store_serialized(object_id, serialize(value)))
+            refs.append(ObjectRef(object_id, spec.owner))
+        return generators.DynamicObjectRefGenerator(refs)
 
     def _cancelled_entries(self, spec: TaskSpec) -> list[Entry]:
         """The task was cancelled (redray.cancel): its children are cancelled too."""

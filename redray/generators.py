@@ -1,0 +1,102 @@
+"""Generator tasks: refs to items that arrive while the task is still running.
+
+A streaming generator task commits its i-th item as object `<task id><i>` (i >= 1) the
+moment it is yielded, and at the end an end-of-stream object (index 0) holding the item
+count, or the error that stopped it. The caller's ObjectRefGenerator hands out the i-th ref
+as soon as item i, or the end, is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+from redray import ids
+from redray.object_ref import ObjectRef
+
+STREAM_END_INDEX = 0
+
+
+def item_id(task_id: str, index: int) -> str:
+    return ids.object_id_for(task_id, index)
+
+
+class ObjectRefGenerator:
+    """What a streaming generator task returns: iterate it (or `async for`) to get refs."""
+
+    def __init__(self, task_id: str, owner: str) -> None:
+        self._task_id = task_id
+        self._owner = owner
+        self._next_index = 1
+        self._end = ObjectRef(item_id(task_id, STREAM_END_INDEX), owner)
+        self._length: int | None = None
+
+    def __iter__(self) -> ObjectRefGenerator:
+        return self
+
+    def __next__(self) -> ObjectRef:
+        return self._next(timeout=None)
+
+    def _next(self, timeout: float | None) -> ObjectRef:
+        from redray import api
+
+        index = self._next_index
+        if self._length is not None and index > self._length:
+            raise StopIteration
+        candidate = ObjectRef(item_id(self._task_id, index), self._owner)
+        ready, _ = api.wait([candidate, self._end], num_returns=1, timeout=timeout)
+        if not ready:
+            raise TimeoutError(f"item {index} of generator task {self._task_id} not ready yet")
+        if candidate not in ready:
+            self._length = self._stream_length()
+            if index > self._length:
+                raise StopIteration
+        self._next_index += 1
+        return candidate
+
+    def _stream_length(self) -> int:
+        """Items the task produced; a stream cut short by an error or cancel ends there."""
+        from redray import api
+        from redray.exceptions import RayError
+
+        try:
+            return int(api.get(self._end))
+        except RayError:
+            # Cancelled or crashed before its last item: the items committed so far count.
+            return self._next_index - 1
+
+    def __aiter__(self) -> ObjectRefGenerator:
+        return self
+
+    async def __anext__(self) -> ObjectRef:
+        try:
+            return await asyncio.to_thread(self._next, None)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+    def completed(self) -> ObjectRef:
+        """A ref that is ready when the task has finished."""
+        return self._end
+
+    def task_id(self) -> str:
+        return self._task_id
+
+    def __repr__(self) -> str:
+        return f"ObjectRefGenerator(task {self._task_id})"
+
+
+class DynamicObjectRefGenerator:
+    """The value of a `num_returns="dynamic"` task: a list of refs, one per yielded item."""
+
+    def __init__(self, refs: list[ObjectRef]) -> None:
+        self._refs = refs
+
+    def __iter__(self) -> Iterator[ObjectRef]:
+        return iter(self._refs)
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (DynamicObjectRefGenerator, (self._refs,))
