@@ -9,8 +9,8 @@ from typing import Any
 
 import cloudpickle
 
-from redray import api, generators, ids, options as options_module
-from redray.object_ref import ObjectRef
+from redray import api, generators, ids
+from redray import options as options_module
 from redray.task_spec import TaskSpec
 
 

@@ -47,6 +47,7 @@ from redray.task_spec import Arg, TaskSpec
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class _WaitingSubmission:
     """A task held by its submitter until its ObjectRef arguments are committed."""
@@ -259,9 +260,7 @@ class CoreClient:
             error = pickle.loads(entry.data)
         except Exception:  # an unpicklable error still deserves a line in the log
             error = "<error that could not be deserialized>"
-        logger.error(
-            "Unhandled error (suppress with 'RAY_IGNORE_UNHANDLED_ERRORS=1'): %s", error
-        )
+        logger.error("Unhandled error (suppress with 'RAY_IGNORE_UNHANDLED_ERRORS=1'): %s", error)
 
     # ---- tasks -----------------------------------------------------------------------
 
@@ -447,4 +446,10 @@ def _all_args(spec: TaskSpec) -> list[Arg]:
 
 
 def _fields(entry: Entry, client: CoreClient) -> dict[str, Any]:
-    return {"k": entry.kind, "s": entry.size, "n": entry.node, "d": entry.data, "o": client.client_id}
+    return {
+        "k": entry.kind,
+        "s": entry.size,
+        "n": entry.node,
+        "d": entry.data,
+        "o": client.client_id,
+    }

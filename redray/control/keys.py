@@ -3,21 +3,21 @@
 All keys live under one cluster prefix so that a Redis shared with other software (or a
 test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 
-| key                               | type   | what it holds                                        |
+| key                              | type   | what it holds                                        |
 | --------------------------------- | ------ | ---------------------------------------------------- |
-| {p}cluster                        | hash   | cluster facts: head node, redis unix socket, created |
-| {p}nodes                          | hash   | node_id -> JSON node record (resources, addresses)   |
-| {p}node:{id}:alive                | string | JSON available resources; TTL = heartbeat deadline   |
-| {p}node:{id}:queue                | stream | task specs for that node; consumer group "daemon"    |
-| {p}node_events                    | stream | node joined / left, read by every client             |
-| {p}fn:{function_id}               | string | pickled function or class, exported once             |
-| {p}obj:{object_id}                | hash   | object directory entry: owner, kind, size, node,     |
-|                                   |        | inline value (field d) for small objects             |
-| {p}obj:{object_id}:waiters        | set    | client ids to notify when the object is committed    |
+| {p}cluster                       | hash   | cluster facts: head node, redis unix socket, created |
+| {p}nodes                         | hash   | node_id -> JSON node record (resources, addresses)   |
+| {p}node:{id}:alive               | string | JSON available resources; TTL = heartbeat deadline   |
+| {p}node:{id}:queue               | stream | task specs for that node; consumer group "daemon"    |
+| {p}node_events                   | stream | node joined / left, read by every client             |
+| {p}fn:{function_id}              | string | pickled function or class, exported once             |
+| {p}obj:{object_id}               | hash   | object directory entry: owner, kind, size, node,     |
+|                                  |        | inline value (field d) for small objects             |
+| {p}obj:{object_id}:waiters       | set    | client ids to notify when the object is committed    |
 | {p}notify:{client_id}             | stream | readiness notifications for one client process      |
-| {p}task:{task_id}                 | hash   | task state, attempts, node, worker pid               |
-| {p}errors                         | list   | JSON failure records (newest first), error_info()    |
-| {p}clients                        | hash   | client_id -> JSON (pid, node, kind), for liveness     |
+| {p}task:{task_id}                | hash   | task state, attempts, node, worker pid               |
+| {p}errors                        | list   | JSON failure records (newest first), error_info()    |
+| {p}clients                       | hash   | client_id -> JSON (pid, node, kind), for liveness     |
 """
 
 from __future__ import annotations

@@ -43,13 +43,15 @@ def commit_entries(
     flat: list[Any] = []
     for object_id, entry in zip(object_ids, entries):
         flat += [object_id, entry.kind, entry.size, entry.node, entry.data]
-    commands.call(
-        "commit_objects", task_id, owner, final_state, len(entries), *flat, pipe=pipe
-    )
+    commands.call("commit_objects", task_id, owner, final_state, len(entries), *flat, pipe=pipe)
 
 
 def record_failure(
-    pipe: redis.client.Pipeline, spec: TaskSpec, error_entry: Entry, node_id: str | None, **extra: Any
+    pipe: redis.client.Pipeline,
+    spec: TaskSpec,
+    error_entry: Entry,
+    node_id: str | None,
+    **extra: Any,
 ) -> None:
     """Append a failure record (what error_info() and `redray errors` list)."""
     try:

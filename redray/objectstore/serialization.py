@@ -35,11 +35,13 @@ INLINE_MAX_BYTES = 100 * 1024
 
 _context = threading.local()
 
+
 def note_contained_ref(ref: Any) -> None:
     """Called by ObjectRef.__reduce__ so that serialize() knows which refs a value holds."""
     found = getattr(_context, "refs", None)
     if found is not None:
         found.append(ref)
+
 
 @contextmanager
 def _collecting_refs() -> Iterator[list[Any]]:
@@ -49,6 +51,7 @@ def _collecting_refs() -> Iterator[list[Any]]:
         yield _context.refs
     finally:
         _context.refs = previous
+
 
 @dataclass
 class SerializedObject:
@@ -104,17 +107,22 @@ class SerializedObject:
                     pending[0] = head[written:]
                     written = 0
 
+
 def _aligned(offset: int) -> int:
     return (offset + _ALIGN - 1) // _ALIGN * _ALIGN
 
+
 _custom_reducers: dict[type, Callable[[Any], tuple]] = {}
+
 
 def register_reducer(cls: type, reducer: Callable[[Any], tuple]) -> None:
     """Serialize instances of `cls` with `reducer` (a __reduce__-style callable)."""
     _custom_reducers[cls] = reducer
 
+
 def deregister_reducer(cls: type) -> None:
     _custom_reducers.pop(cls, None)
+
 
 class _Pickler(cloudpickle.CloudPickler):
     def reducer_override(self, obj: Any) -> Any:
@@ -122,6 +130,7 @@ class _Pickler(cloudpickle.CloudPickler):
         if reducer is not None:
             return reducer(obj)
         return super().reducer_override(obj)
+
 
 def serialize(value: Any) -> SerializedObject:
     """Pickle `value`, keeping large buffers (numpy data, bytes-like) out of band."""
@@ -139,6 +148,7 @@ def serialize(value: Any) -> SerializedObject:
         _Pickler(stream, protocol=5, buffer_callback=keep).dump(value)
     return SerializedObject(stream.getvalue(), buffers, list(refs))
 
+
 def deserialize(blob: bytes | memoryview) -> Any:
     """Rebuild a value from its blob; buffers are views into `blob`, not copies."""
     view = memoryview(blob)
@@ -150,6 +160,7 @@ def deserialize(blob: bytes | memoryview) -> Any:
         buffers.append(view[offset : offset + length])
         position += _SLOT.size
     return pickle.loads(view[position : position + pickled_len], buffers=buffers)
+
 
 def dumps(value: Any) -> bytes:
     """Plain cloudpickle, for specs and functions (no out-of-band buffers)."""

@@ -60,7 +60,9 @@ class Placement:
         return self._default(demand, feasible, local_node)
 
     @staticmethod
-    def _default(demand: dict[str, float], feasible: list[NodeState], local_node: str | None) -> str:
+    def _default(
+        demand: dict[str, float], feasible: list[NodeState], local_node: str | None
+    ) -> str:
         """Prefer the local node while it has room; else the least-loaded node with room."""
         local = next((n for n in feasible if n.node_id == local_node), None)
         if local is not None and fits(demand, local.available):

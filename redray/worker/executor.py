@@ -94,7 +94,9 @@ class TaskExecutor:
         try:
             for count, value in enumerate(items, 1):
                 object_id = generators.item_id(spec.task_id, count)
-                self._commit_item(spec, count, self._client.store_serialized(object_id, serialize(value)))
+                self._commit_item(
+                    spec, count, self._client.store_serialized(object_id, serialize(value))
+                )
         except Exception as error:
             count += 1
             self._commit_item(spec, count, self._error_entries(spec, error)[0])
@@ -106,7 +108,9 @@ class TaskExecutor:
         refs = []
         for index, value in enumerate(items, 2):
             object_id = generators.item_id(spec.task_id, index)
-            self._commit_item(spec, index, self._client.store_serialized(object_id, serialize(value)))
+            self._commit_item(
+                spec, index, self._client.store_serialized(object_id, serialize(value))
+            )
             refs.append(ObjectRef(object_id, spec.owner))
         return generators.DynamicObjectRefGenerator(refs)
 
