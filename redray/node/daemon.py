@@ -38,6 +38,8 @@ _READ_BATCH = 256
 #: Finished tasks are acknowledged on the queue in batches: an unacknowledged entry only
 #: matters if this daemon dies, and then its tasks are re-run anyway.
 _ACK_BATCH = 128
+#: How often idle workers beyond the prestarted pool are told to exit.
+_RETIRE_IDLE_SECONDS = 10.0
 #: Cancelled task ids remembered so that a retry queued before the cancel is dropped.
 _CANCELLED_KEPT = 10_000
 
@@ -173,6 +175,7 @@ class NodeDaemon:
 
     def _loop(self) -> None:
         next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
+        next_retire = time.monotonic() + _RETIRE_IDLE_SECONDS
         while not self._stopping:
             timeout = max(0.0, next_heartbeat - time.monotonic())
             for key, _ in self.selector.select(timeout):
@@ -181,6 +184,9 @@ class NodeDaemon:
                     return
             if len(self._to_ack) >= _ACK_BATCH:
                 self._flush_acks()
+            if time.monotonic() >= next_retire:
+                self._retire_surplus_workers()
+                next_retire = time.monotonic() + _RETIRE_IDLE_SECONDS
             if time.monotonic() >= next_heartbeat:
                 self._flush_acks()
                 self.redis.set(
@@ -189,6 +195,16 @@ class NodeDaemon:
                     ex=HEARTBEAT_TTL_SECONDS,
                 )
                 next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
+
+    def _retire_surplus_workers(self) -> None:
+        """Workers started for a burst (or while others were blocked) exit when idle."""
+        if self.scheduler.queued_count:
+            return
+        for worker_id in self.scheduler.take_surplus_idle(keep=self.config.prestart_workers):
+            try:
+                self.pool.workers[worker_id].channel.send(("exit",))
+            except OSError:
+                pass  # already gone: its channel's EOF is handled as usual
 
     def _handle(self, source: Any) -> None:
         if source == "queue":

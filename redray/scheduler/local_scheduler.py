@@ -121,6 +121,13 @@ class LocalScheduler:
         self._starting += count
         return [StartWorkers(count)] if count else []
 
+    def take_surplus_idle(self, keep: int) -> list[str]:
+        """Idle workers beyond `keep` (the oldest idle first), taken out of the pool."""
+        surplus = []
+        while len(self._idle) > keep:
+            surplus.append(self._idle.popleft())
+        return surplus
+
     def task_of(self, worker_id: str) -> QueuedTask | None:
         running = self._running.get(worker_id)
         return running.task if running else None
