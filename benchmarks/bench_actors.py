@@ -44,22 +44,28 @@ def actor_creation(ctx: h.Ctx) -> dict[str, Any]:
     elapsed = h.now() - t0
     assert results == [1] * k, results
     _release(handles)
-    return {"metrics": {"actor_creation.rate": k / elapsed},
-            "details": {"actors": k, "elapsed_s": elapsed}}
+    return {
+        "metrics": {"actor_creation.rate": k / elapsed},
+        "details": {"actors": k, "elapsed_s": elapsed},
+    }
 
 
 def actor_latency(ctx: h.Ctx) -> dict[str, Any]:
     rt = ctx.rt
     handles = [_actor_class(rt).remote()]
-    a = handles[0]
-    for _ in range(50):
-        rt.get(a.ping.remote())
-    stats = h.latency_stats(h.sample_us(lambda: rt.get(a.ping.remote()), ctx.n(1000, 200)))
-    del a
+
+    def measure(a: Any) -> dict[str, float]:
+        for _ in range(50):
+            rt.get(a.ping.remote())
+        return h.latency_stats(h.sample_us(lambda: rt.get(a.ping.remote()), ctx.n(1000, 200)))
+
+    stats = measure(handles[0])
     _release(handles)
     return {
-        "metrics": {"actor_latency.median": stats["median_us"],
-                    "actor_latency.mean": stats["mean_us"]},
+        "metrics": {
+            "actor_latency.median": stats["median_us"],
+            "actor_latency.mean": stats["mean_us"],
+        },
         "details": stats,
     }
 
@@ -67,16 +73,18 @@ def actor_latency(ctx: h.Ctx) -> dict[str, Any]:
 def actor_throughput(ctx: h.Ctx) -> dict[str, Any]:
     rt = ctx.rt
     handles = [_actor_class(rt).remote()]
-    a = handles[0]
-    rt.get([a.ping.remote() for _ in range(100)])
     n = ctx.n(5000, 1000)
 
-    def once() -> float:
-        t0 = h.now()
-        rt.get([a.ping.remote() for _ in range(n)])
-        return h.now() - t0
+    def measure(a: Any) -> tuple[float, list[float]]:
+        rt.get([a.ping.remote() for _ in range(100)])
 
-    best, times = h.best_of(once, ctx.n(2, 1))
-    del a
+        def once() -> float:
+            t0 = h.now()
+            rt.get([a.ping.remote() for _ in range(n)])
+            return h.now() - t0
+
+        return h.best_of(once, ctx.n(2, 1))
+
+    best, times = measure(handles[0])
     _release(handles)
     return {"metrics": {"actor_throughput.rate": n / best}, "details": {"n": n, "times_s": times}}

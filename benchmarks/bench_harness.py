@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
@@ -131,7 +131,6 @@ class Ctx:
     backend: str
     quick: bool = False
     big: bool = False
-    details: dict[str, Any] = field(default_factory=dict)
 
     def n(self, normal: int, quick: int) -> int:
         """Pick an iteration count for the current mode."""

@@ -7,9 +7,8 @@ import gc
 import statistics
 from typing import Any
 
-import numpy as np
-
 import bench_harness as h
+import numpy as np
 
 KB = 1024
 MB = 1024 * KB
@@ -45,7 +44,7 @@ def put_get_large(ctx: h.Ctx) -> dict[str, Any]:
     rt = ctx.rt
     arr = _array(100 * MB)
     put_s, get_s = [], []
-    for _ in range(ctx.n(3, 1)):
+    for _ in range(ctx.n(5, 1)):
         t0 = h.now()
         ref = rt.put(arr)
         t1 = h.now()
@@ -73,7 +72,7 @@ def objstore_put_get(ctx: h.Ctx) -> dict[str, Any]:
     cases: list[tuple[str, Any, int, float]] = [
         ("objstore.1KB", lambda: b"x" * KB, ctx.n(500, 100), 1e6),
         ("objstore.1MB", lambda: _array(MB), ctx.n(30, 10), 1e3),
-        ("objstore.100MB", lambda: _array(100 * MB), ctx.n(3, 1), 1e3),
+        ("objstore.100MB", lambda: _array(100 * MB), ctx.n(5, 1), 1e3),
     ]
     if ctx.big:
         cases.append(("objstore.1GB", lambda: _array(GB), 1, 1.0))
@@ -90,8 +89,12 @@ def objstore_put_get(ctx: h.Ctx) -> dict[str, Any]:
             del out
         med = statistics.median(times)
         metrics[key] = med * scale
-        details[key] = {"bytes": nbytes, "reps": reps, "median_s": med,
-                        "GB_per_s": nbytes / med / 1e9}
+        details[key] = {
+            "bytes": nbytes,
+            "reps": reps,
+            "median_s": med,
+            "GB_per_s": nbytes / med / 1e9,
+        }
         del payload
         gc.collect()
     return {"metrics": metrics, "details": details}
@@ -124,8 +127,12 @@ def objstore_to_tasks(ctx: h.Ctx) -> dict[str, Any]:
     best = min(runs)
     return {
         "metrics": {"objstore_to_tasks.time": best[0]},
-        "details": {"tasks": n_tasks, "bytes": arr.nbytes, "total_s": [r[0] for r in runs],
-                    "put_s": [r[1] for r in runs]},
+        "details": {
+            "tasks": n_tasks,
+            "bytes": arr.nbytes,
+            "total_s": [r[0] for r in runs],
+            "put_s": [r[1] for r in runs],
+        },
     }
 
 

@@ -14,6 +14,7 @@ benchmarks, which run that script once (cached) and pick their figures out of it
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import subprocess
@@ -27,7 +28,7 @@ from typing import Any
 import bench_harness as h
 
 IDLE_SECONDS = 2.0
-PROBE_TIMEOUT_S = 140.0
+PROBE_TIMEOUT_S = 90.0
 
 _cache: dict[str, dict[str, Any]] = {}
 
@@ -42,8 +43,16 @@ def _run_probe(ctx: h.Ctx) -> dict[str, Any]:
     env = h.backend_env(ctx.backend)
     fd, out_path = tempfile.mkstemp(prefix="bench-probe-", suffix=".json")
     os.close(fd)
-    cmd = [sys.executable, __file__, "--backend", ctx.backend, "--idle", str(IDLE_SECONDS),
-           "--out", out_path]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--backend",
+        ctx.backend,
+        "--idle",
+        str(IDLE_SECONDS),
+        "--out",
+        out_path,
+    ]
     preexisting = h.descendants()
     probe_pids: set[int] = set()
     # While the probe runs we are its subreaper: processes it daemonizes or orphans are
@@ -60,7 +69,9 @@ def _run_probe(ctx: h.Ctx) -> dict[str, Any]:
                 code = proc.wait(timeout=PROBE_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 h.kill_pids(h.descendants() - preexisting)
-                raise TimeoutError(f"cold-start probe did not finish in {PROBE_TIMEOUT_S:.0f} s")
+                raise TimeoutError(
+                    f"cold-start probe did not finish in {PROBE_TIMEOUT_S:.0f} s"
+                ) from None
             wall = time.perf_counter() - t0
             leftovers = h.reap_descendants(wait=5.0, exclude=preexisting)
             text = Path(out_path).read_text().strip()
@@ -87,8 +98,14 @@ def cold_start(ctx: h.Ctx) -> dict[str, Any]:
         },
         "details": {
             k: r[k]
-            for k in ("import_s", "init_s", "first_task_s", "process_wall_s",
-                      "shutdown_s", "leftover_processes_killed")
+            for k in (
+                "import_s",
+                "init_s",
+                "first_task_s",
+                "process_wall_s",
+                "shutdown_s",
+                "leftover_processes_killed",
+            )
             if k in r
         },
     }
@@ -97,7 +114,10 @@ def cold_start(ctx: h.Ctx) -> dict[str, Any]:
 def idle_memory(ctx: h.Ctx) -> dict[str, Any]:
     r = _run_probe(ctx)
     return {
-        "metrics": {"idle_memory.rss": r["cluster_rss_mb"]},
+        "metrics": {
+            "idle_memory.rss": r["cluster_rss_mb"],
+            "idle_memory.driver": r["driver_rss_mb"],
+        },
         "details": {
             "processes": r["processes"],
             "num_processes": len(r["processes"]),
@@ -153,8 +173,10 @@ def probe(backend: str, idle: float, scan_root: int | None = None) -> dict[str, 
         "idle_s": idle,
         "cluster_rss_mb": sum(mb for _, mb in procs.values()),
         "processes": sorted(
-            ({"pid": pid, "name": name, "rss_mb": round(mb, 1)}
-             for pid, (name, mb) in procs.items()),
+            (
+                {"pid": pid, "name": name, "rss_mb": round(mb, 1)}
+                for pid, (name, mb) in procs.items()
+            ),
             key=lambda d: -d["rss_mb"],
         ),
         "driver_rss_mb": driver_rss,
@@ -167,9 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", required=True)
     ap.add_argument("--idle", type=float, default=IDLE_SECONDS)
     ap.add_argument("--out", default=None, help="write the JSON here (default: stdout)")
-    ap.add_argument("--scan-root", type=int, default=None,
-                    help="count this process's descendants (default: our own)")
+    ap.add_argument(
+        "--scan-root",
+        type=int,
+        default=None,
+        help="count this process's descendants (default: our own)",
+    )
     args = ap.parse_args(argv)
+    # If we hang, leave a Python stack in the log before the worker kills us.
+    faulthandler.dump_traceback_later(PROBE_TIMEOUT_S - 5, exit=False)
     channel = open(args.out, "w") if args.out else h.open_result_channel()
     with channel:
         try:

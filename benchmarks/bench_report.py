@@ -68,9 +68,13 @@ def table_rows(runs: list[BackendRun], benches: list[cat.Bench], big: bool) -> l
         for metric in cat.metrics_for(bench, big):
             values = {r.name: _value(r, bench, metric) for r in runs}
             row: dict[str, Any] = {
-                "bench": bench.name, "metric": metric.key, "label": metric.label,
-                "unit": metric.unit, "higher_is_better": metric.higher_is_better,
-                "values": values, "ratio": None,
+                "bench": bench.name,
+                "metric": metric.key,
+                "label": metric.label,
+                "unit": metric.unit,
+                "higher_is_better": metric.higher_is_better,
+                "values": values,
+                "ratio": None,
             }
             if len(runs) >= 2 and metric.compare:
                 row["ratio"] = ratio(metric, values[runs[0].name], values[runs[1].name])
@@ -95,23 +99,25 @@ def render(runs: list[BackendRun], benches: list[cat.Bench], big: bool) -> str:
             else:
                 cells.append("n/a" if row["ratio"] is None else f"{row['ratio']:.2f}x")
         lines_data.append(cells)
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *lines_data)]
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *lines_data, strict=True)]
 
     def line(cells: list[str]) -> str:
         first = [f"{cells[0]:<{widths[0]}}", f"{cells[1]:<{widths[1]}}"]
-        rest = [f"{c:>{w}}" for c, w in zip(cells[2:], widths[2:])]
+        rest = [f"{c:>{w}}" for c, w in zip(cells[2:], widths[2:], strict=True)]
         return "  ".join(first + rest).rstrip()
 
     out = [line(headers), "  ".join("-" * w for w in widths)]
     out += [line(c) for c in lines_data]
     if len(runs) >= 2:
         out.append("")
-        out.append(f"{runs[0].name} vs {runs[1].name}: >1 means {runs[0].name} is better "
-                   "(↑ higher is better, ↓ lower is better).")
-    notes = missing_notes(runs, benches)
+        out.append(
+            f"{runs[0].name} vs {runs[1].name}: >1 means {runs[0].name} is better "
+            "(↑ higher is better, ↓ lower is better)."
+        )
+    notes = missing_notes(runs, benches) + [f"{r.name}: {n}" for r in runs for n in r.notes]
     if notes:
         out.append("")
-        out.append("n/a reasons:")
+        out.append("notes (n/a reasons first):")
         out += [f"  {n}" for n in notes]
     return "\n".join(out)
 

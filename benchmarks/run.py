@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--backends redray,ray] [--only name1,name2]
                              [--json out.json] [--quick] [--big] [--verbose]
+                             [--timeout-scale X] [--list]
 
 Each backend runs in its own ``bench_worker.py`` subprocess (the frameworks never share a
 process), one after the other. A benchmark that raises, hangs past its time limit or
@@ -28,10 +29,11 @@ from typing import Any
 import bench_catalog as cat
 import bench_harness as h
 from bench_report import BackendRun, BenchOutcome, render, table_rows
+from bench_worker import INIT_TIMEOUT_S, SHUTDOWN_TIMEOUT_S
 
 HELLO_TIMEOUT_S = 60.0  # interpreter start + framework import
 GAP_TIMEOUT_S = 60.0  # between one benchmark's end and the next event
-STEP_TIMEOUT_S = {"__init__": 120.0, "__shutdown__": 60.0}
+STEP_TIMEOUT_S = {"__init__": INIT_TIMEOUT_S, "__shutdown__": SHUTDOWN_TIMEOUT_S}
 MAX_RESTARTS = 3
 
 _WORKER_PIDS: set[int] = set()  # reaped by their Popen objects, not by the Subreaper
@@ -60,9 +62,16 @@ class WorkerSession:
     def __init__(self, backend: str, names: list[str], args: argparse.Namespace) -> None:
         self.backend = backend
         env = h.backend_env(backend)
-        cmd = [sys.executable, str(h.BENCH_DIR / "bench_worker.py"), "--backend", backend,
-               "--only", ",".join(names)]
+        cmd = [
+            sys.executable,
+            str(h.BENCH_DIR / "bench_worker.py"),
+            "--backend",
+            backend,
+            "--only",
+            ",".join(names),
+        ]
         cmd += ["--quick"] * args.quick + ["--big"] * args.big
+        cmd += ["--timeout-scale", str(args.timeout_scale)]
         self.log_path: Path | None = None
         if args.verbose:
             stderr: Any = None
@@ -70,8 +79,9 @@ class WorkerSession:
             fd, name = tempfile.mkstemp(prefix=f"bench-{backend}-", suffix=".log")
             self.log_path = Path(name)
             stderr = fd
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=stderr,
-                                     text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True
+        )
         _WORKER_PIDS.add(self.proc.pid)
         if self.log_path is not None:
             os.close(stderr)
@@ -103,11 +113,14 @@ class WorkerSession:
                 if isinstance(event, dict) and "event" in event:
                     return event
 
-    def close(self) -> list[str]:
-        """Stop the worker (if still running) and everything it started; return leftovers."""
+    def close(self, kill_now: bool = False) -> list[str]:
+        """Stop the worker and everything it started; return what had to be killed.
+
+        A worker that finished is given 15 s to exit; a hung one (``kill_now``) is not.
+        """
         killed: list[str] = []
         try:
-            self.proc.wait(timeout=15)
+            self.proc.wait(timeout=1 if kill_now else 15)
         except subprocess.TimeoutExpired:
             killed += h.kill_pids(h.descendants(self.proc.pid) | {self.proc.pid})
         _WORKER_PIDS.discard(self.proc.pid)
@@ -130,6 +143,7 @@ def run_backend(backend: str, benches: list[cat.Bench], args: argparse.Namespace
         current: str | None = None
         timeout = HELLO_TIMEOUT_S
         finished_cleanly = False
+        had_errors = False
         failure = ""
         try:
             while True:
@@ -143,8 +157,11 @@ def run_backend(backend: str, benches: list[cat.Bench], args: argparse.Namespace
                         code = session.proc.wait(timeout=5)
                     except subprocess.TimeoutExpired:
                         code = None
-                    how = (f"killed by signal {-code}" if code is not None and code < 0
-                           else f"exit code {code}")
+                    how = (
+                        f"killed by signal {-code}"
+                        if code is not None and code < 0
+                        else f"exit code {code}"
+                    )
                     failure = f"worker exited unexpectedly ({how})"
                     break
                 kind = ev["event"]
@@ -160,14 +177,16 @@ def run_backend(backend: str, benches: list[cat.Bench], args: argparse.Namespace
                     timeout = GAP_TIMEOUT_S
                 elif kind == "start":
                     current = ev["bench"]
-                    timeout = STEP_TIMEOUT_S.get(current) or cat.BY_NAME[current].timeout_s
-                    if args.big and current == "objstore_put_get":
-                        timeout *= 3
+                    if current in STEP_TIMEOUT_S:
+                        timeout = STEP_TIMEOUT_S[current]
+                    else:
+                        timeout = cat.timeout_for(cat.BY_NAME[current], args.big)
                     timeout *= args.timeout_scale
                 elif kind in ("result", "error"):
                     name = ev["bench"]
                     current, timeout = None, GAP_TIMEOUT_S
                     if name == "__init__" and kind == "error":
+                        had_errors = True
                         reason = f"init failed: {ev['error']}"
                         log(f"[{backend}] {reason}")
                         for n in remaining:
@@ -185,6 +204,8 @@ def run_backend(backend: str, benches: list[cat.Bench], args: argparse.Namespace
                         log(f"[{backend}] {name:<20} ok    ({out.elapsed_s:.1f} s)")
                     else:
                         out.status, out.error = "error", ev["error"]
+                        out.details = {"traceback": ev.get("traceback", "")}
+                        had_errors = True
                         log(f"[{backend}] {name:<20} n/a   {ev['error']}")
                     remaining = [n for n in remaining if n != name]
                 elif kind == "done":
@@ -192,22 +213,26 @@ def run_backend(backend: str, benches: list[cat.Bench], args: argparse.Namespace
                     remaining = []
                     break
         except KeyboardInterrupt:
-            session.close()
+            session.close(kill_now=True)
             raise
-        leftovers = session.close()
+        leftovers = session.close(kill_now=not finished_cleanly)
         if leftovers:
             note = f"killed {len(leftovers)} leftover process(es): {', '.join(leftovers[:8])}"
             run.notes.append(note)
             log(f"[{backend}] {note}")
         if finished_cleanly:
-            session.cleanup_log()
+            if had_errors and session.log_path:
+                run.notes.append(f"worker stderr kept in {session.log_path}")
+            else:
+                session.cleanup_log()
             break
         # The worker hung or crashed: blame the step in progress, then go on without it.
-        tail = _tail(session.log_path)
+        tail = _tail(session.log_path, 25)
         where = current or "between benchmarks"
         log(f"[{backend}] {where}: {failure}" + (f"; worker stderr tail:\n{tail}" if tail else ""))
         if session.log_path:
             log(f"[{backend}] full worker log: {session.log_path}")
+            run.notes.append(f"worker stderr kept in {session.log_path}")
         if current in (None, "__init__", "__shutdown__"):
             if current == "__shutdown__":
                 break  # every benchmark already reported
@@ -232,8 +257,11 @@ def _kw(kwargs: dict[str, Any] | None) -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
-                            "cpus": os.cpu_count()}
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
     try:
         import psutil
 
@@ -245,19 +273,32 @@ def machine_info() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--backends", default="redray,ray",
-                    help="comma-separated module names (default: redray,ray); the ratio "
-                         "column compares the first against the second")
-    ap.add_argument("--only", default=None,
-                    help="comma-separated benchmark names or groups "
-                         f"({', '.join(cat.GROUPS)}); default: all")
+    ap.add_argument(
+        "--backends",
+        default="redray,ray",
+        help="comma-separated module names (default: redray,ray); the ratio "
+        "column compares the first against the second",
+    )
+    ap.add_argument(
+        "--only",
+        default=None,
+        help=f"comma-separated benchmark names or groups ({', '.join(cat.GROUPS)}); default: all",
+    )
     ap.add_argument("--json", metavar="PATH", help="also write all results as JSON here")
     ap.add_argument("--quick", action="store_true", help="fewer iterations (smoke test)")
     ap.add_argument("--big", action="store_true", help="include the 1 GB put/get")
-    ap.add_argument("--verbose", action="store_true",
-                    help="show the frameworks' own stderr instead of logging it to a temp file")
-    ap.add_argument("--timeout-scale", type=float, default=1.0, metavar="X",
-                    help="multiply every per-benchmark time limit by X (default 1)")
+    ap.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the frameworks' own stderr instead of logging it to a temp file",
+    )
+    ap.add_argument(
+        "--timeout-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="multiply every per-benchmark time limit by X (default 1)",
+    )
     ap.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = ap.parse_args(argv)
 
@@ -280,8 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     with h.Subreaper(keep=lambda: _WORKER_PIDS):
         for backend in backends:
             tb = time.monotonic()
-            log(f"[{backend}] running {len(benches)} benchmark(s)"
-                f"{' (quick)' if args.quick else ''} ...")
+            log(
+                f"[{backend}] running {len(benches)} benchmark(s)"
+                f"{' (quick)' if args.quick else ''} ..."
+            )
             runs.append(run_backend(backend, benches, args))
             log(f"[{backend}] finished in {time.monotonic() - tb:.0f} s")
 
