@@ -9,7 +9,7 @@ from typing import Any
 
 import cloudpickle
 
-from redray import api, generators, ids
+from redray import api, generators, ids, runtime_context
 from redray import options as options_module
 from redray.task_spec import TaskSpec
 
@@ -101,7 +101,7 @@ class RemoteFunction:
             return_ids=return_ids,
             owner=client.client_id,
             demand=options_module.task_resource_demand(opts),
-            job_id=client.job_id,
+            job_id=runtime_context.current.job_id or client.job_id,
             max_retries=opts["max_retries"],
             retry_exceptions=_retry_exceptions(opts["retry_exceptions"]),
             max_calls=opts["max_calls"] or 0,
