@@ -12,6 +12,9 @@
 
 from redray import exceptions, util
 from redray.api import (
+    get_actor,
+    kill,
+    method,
     available_resources,
     cancel,
     cluster_resources,
@@ -41,6 +44,9 @@ __all__ = [
     "get",
     "get_gpu_ids",
     "get_runtime_context",
+    "get_actor",
+    "kill",
+    "method",
     "init",
     "is_initialized",
     "nodes",

@@ -189,6 +189,10 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         session, _session = _session, None
         if session is None:
             return
+        if session.cluster is None:  # a joined cluster lives on: end this driver's actors
+            from redray.actor import kill_owned_actors
+
+            kill_owned_actors(session.client)
         session.client.close()
         if session.cluster is not None:
             session.cluster.stop()
@@ -362,3 +366,27 @@ def error_info() -> list[dict[str, Any]]:
     """Failure records of tasks in this cluster, newest first (the early Ray API)."""
     client = current_client()
     return [json.loads(record) for record in client.redis.lrange(keys.ERRORS, 0, -1)]
+
+
+# ---- actors (implemented in redray/actor.py) ------------------------------------------
+
+
+def kill(actor: Any, *, no_restart: bool = True) -> None:
+    """Kill an actor at once; its pending and later calls raise RayActorError."""
+    from redray.actor import kill as kill_actor
+
+    kill_actor(actor, no_restart=no_restart)
+
+
+def get_actor(name: str, namespace: str | None = None) -> Any:
+    """A handle to the named actor (ValueError if there is none)."""
+    from redray.actor import get_actor as get_named_actor
+
+    return get_named_actor(name, namespace)
+
+
+def method(*args: Any, **kwargs: Any) -> Any:
+    """`@redray.method(num_returns=N)` on an actor method."""
+    from redray.actor import method as actor_method
+
+    return actor_method(*args, **kwargs)

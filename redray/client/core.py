@@ -441,6 +441,24 @@ class CoreClient:
         return bool(own.execute()[0])
 
 
+    # ---- actors (added for redray/actor.py) --------------------------------------------
+
+    def submit_actor_call(self, actor_id: str, spec: TaskSpec, dead_error: bytes) -> list[ObjectRef]:
+        """Queue a method call in an actor's mailbox, in this process's submission order.
+
+        The call's arguments stay as prepared (ObjectRefs are resolved by the actor, so calls
+        keep their order); on a dead actor the call fails at once with its death error
+        (`dead_error` when the actor is unknown).
+        """
+        refs = [ObjectRef(object_id, self.client_id) for object_id in spec.return_ids]
+        with self.objects.lock:
+            self._owned_pending.update(spec.return_ids)
+        payload = pickle.dumps(spec, protocol=5)
+        args = (actor_id, spec.task_id, self.client_id, payload, dead_error, *spec.return_ids)
+        self.batcher.add(lambda pipe: self.commands.call("actor_call", *args, pipe=pipe))
+        self.ensure_reader()
+        return refs
+
 def _all_args(spec: TaskSpec) -> list[Arg]:
     return [*spec.args, *spec.kwargs.values()]
 

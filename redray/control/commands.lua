@@ -58,3 +58,177 @@ for i = 3, #ARGV do
   end
 end
 return out
+
+-- command: actor_create
+-- Tables: actor (actor:*), named actors, actor mailbox.
+-- Creates an actor's record and its mailbox (with the "actor" consumer group). With a name,
+-- claims it first (atomically): if a live actor already has it, creates nothing and returns
+-- that actor's id. Returns '' when created.
+-- ARGV: prefix, actor_id, name key ('' for none), then field/value pairs of the record
+local p, actor_id, name_key = ARGV[1], ARGV[2], ARGV[3]
+if name_key ~= '' then
+  local existing = redis.call('HGET', p .. 'named_actors', name_key)
+  if existing and redis.call('HGET', p .. 'actor:' .. existing, 'state') ~= 'dead'
+      and redis.call('EXISTS', p .. 'actor:' .. existing) == 1 then
+    return existing
+  end
+  redis.call('HSET', p .. 'named_actors', name_key, actor_id)
+end
+local akey = p .. 'actor:' .. actor_id
+local record = {}
+for i = 4, #ARGV do record[#record + 1] = ARGV[i] end
+redis.call('HSET', akey, 'state', 'pending', 'handles', 1, 'restarts', 0, 'name_key', name_key,
+  unpack(record))
+redis.call('XGROUP', 'CREATE', akey .. ':mailbox', 'actor', '0', 'MKSTREAM')
+return ''
+
+-- command: actor_call
+-- Tables: actor, actor mailbox, task, object directory, waiters, notification streams.
+-- Queues one method call on a live (or starting) actor; on a dead or unknown actor, commits
+-- the actor's death error as every return value of the call instead. Returns 1 if queued.
+-- ARGV: prefix, actor_id, task_id, owner, payload, fallback error blob ('' to use the
+--       actor's own), return ids...
+local p, actor_id, task_id, owner, payload, fallback = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local akey = p .. 'actor:' .. actor_id
+local state = redis.call('HGET', akey, 'state')
+local rids = {}
+for i = 7, #ARGV do rids[#rids + 1] = ARGV[i] end
+if state and state ~= 'dead' then
+  redis.call('XADD', akey .. ':mailbox', '*', 's', payload, 't', task_id, 'o', owner,
+    'r', table.concat(rids, ','))
+  return 1
+end
+local data = redis.call('HGET', akey, 'death') or fallback
+local tkey = p .. 'task:' .. task_id
+if redis.call('HGET', tkey, 'state') == 'finished' then return 0 end
+redis.call('HSET', tkey, 'state', 'finished')
+redis.call('EXPIRE', tkey, 3600)
+for _, oid in ipairs(rids) do
+  local okey = p .. 'obj:' .. oid
+  redis.call('HSET', okey, 'k', 'e', 's', #data, 'n', '', 'd', data, 'o', owner)
+  local entry = {'o', oid, 'k', 'e', 's', #data, 'n', '', 'd', data}
+  redis.call('XADD', p .. 'notify:' .. owner, '*', unpack(entry))
+  local wkey = okey .. ':waiters'
+  for _, client in ipairs(redis.call('SMEMBERS', wkey)) do
+    if client ~= owner then
+      redis.call('XADD', p .. 'notify:' .. client, '*', unpack(entry))
+    end
+  end
+  redis.call('DEL', wkey)
+end
+return 0
+
+-- command: actor_dead
+-- Tables: actor, named actors, actor mailbox, node queue, task, object directory, waiters,
+-- notification streams.
+-- Marks an actor dead for good (the first cause wins), frees its name, optionally asks its
+-- node to SIGKILL its worker (an entry {kill: actor_id} on the node's queue), and fails every
+-- call still in its mailbox with the death error. Returns 1 if this call killed it.
+-- ARGV: prefix, actor_id, error blob, kill ('1' to send the kill request)
+local p, actor_id, blob, kill = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local akey = p .. 'actor:' .. actor_id
+local mkey = akey .. ':mailbox'
+local state = redis.call('HGET', akey, 'state')
+local newly = 0
+if state ~= 'dead' then
+  newly = 1
+  redis.call('HSET', akey, 'state', 'dead', 'death', blob)
+  local name_key = redis.call('HGET', akey, 'name_key')
+  if name_key and name_key ~= '' and redis.call('HGET', p .. 'named_actors', name_key) == actor_id then
+    redis.call('HDEL', p .. 'named_actors', name_key)
+  end
+  if kill == '1' then
+    local node = redis.call('HGET', akey, 'node')
+    if node then
+      redis.call('XADD', p .. 'node:' .. node .. ':queue', '*', 'kill', actor_id)
+    end
+  end
+  redis.call('EXPIRE', akey, 3600)
+end
+local data = redis.call('HGET', akey, 'death') or blob
+for _, item in ipairs(redis.call('XRANGE', mkey, '-', '+')) do
+  local f = {}
+  local flat = item[2]
+  for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
+  if f['t'] then
+    local tkey = p .. 'task:' .. f['t']
+    if redis.call('HGET', tkey, 'state') ~= 'finished' then
+      redis.call('HSET', tkey, 'state', 'finished')
+      redis.call('EXPIRE', tkey, 3600)
+      local owner = f['o']
+      for oid in string.gmatch(f['r'], '[^,]+') do
+        local okey = p .. 'obj:' .. oid
+        redis.call('HSET', okey, 'k', 'e', 's', #data, 'n', '', 'd', data, 'o', owner)
+        local entry = {'o', oid, 'k', 'e', 's', #data, 'n', '', 'd', data}
+        redis.call('XADD', p .. 'notify:' .. owner, '*', unpack(entry))
+        local wkey = okey .. ':waiters'
+        for _, client in ipairs(redis.call('SMEMBERS', wkey)) do
+          if client ~= owner then
+            redis.call('XADD', p .. 'notify:' .. client, '*', unpack(entry))
+          end
+        end
+        redis.call('DEL', wkey)
+      end
+    end
+  end
+end
+redis.call('XTRIM', mkey, 'MAXLEN', 0)
+redis.call('EXPIRE', mkey, 3600)
+return newly
+
+-- command: actor_register
+-- Tables: actor.
+-- An actor's worker starts (or restarts) it: records where it runs, unless it was killed
+-- meanwhile. Returns 1 if the worker may run the actor, 0 if it is dead.
+-- ARGV: prefix, actor_id, node_id, pid, worker_id
+local p, actor_id = ARGV[1], ARGV[2]
+local akey = p .. 'actor:' .. actor_id
+local state = redis.call('HGET', akey, 'state')
+if state == false or state == 'dead' then return 0 end
+redis.call('HSET', akey, 'state', 'alive', 'node', ARGV[3], 'pid', ARGV[4], 'worker', ARGV[5])
+return 1
+
+-- command: actor_restart
+-- Tables: actor.
+-- The worker of an actor died: decides whether the actor restarts. Returns 1 (restart: the
+-- caller re-queues the creation task), -1 (no restarts left: the caller calls actor_dead) or
+-- 0 (already dead: nothing to do).
+-- ARGV: prefix, actor_id, max_restarts (-1 = infinite), cause
+local p, actor_id, max_restarts, cause = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local akey = p .. 'actor:' .. actor_id
+local state = redis.call('HGET', akey, 'state')
+if state == false or state == 'dead' then return 0 end
+local restarts = tonumber(redis.call('HGET', akey, 'restarts') or '0')
+if max_restarts ~= -1 and restarts >= max_restarts then return -1 end
+redis.call('HSET', akey, 'state', 'restarting', 'restarts', restarts + 1, 'last_cause', cause)
+return 1
+
+-- command: actor_handle_acquire
+-- Tables: actor, actor handle tokens.
+-- A process unpickled an actor handle: it adopts the count its pickler added (token), or
+-- adds one of its own if another process adopted it already. Returns the handle count.
+-- ARGV: prefix, actor_id, token ('' for none)
+local p, actor_id, token = ARGV[1], ARGV[2], ARGV[3]
+local akey = p .. 'actor:' .. actor_id
+if redis.call('EXISTS', akey) == 0 then return 0 end
+if token ~= '' and redis.call('SREM', akey .. ':tokens', token) == 1 then
+  return tonumber(redis.call('HGET', akey, 'handles'))
+end
+return redis.call('HINCRBY', akey, 'handles', 1)
+
+-- command: actor_handle_release
+-- Tables: actor, actor mailbox.
+-- A handle was garbage collected. When the last one is gone, a reference-counted actor is
+-- asked to terminate: a "terminate" entry after the calls already in its mailbox.
+-- ARGV: prefix, actor_id
+local p, actor_id = ARGV[1], ARGV[2]
+local akey = p .. 'actor:' .. actor_id
+if redis.call('EXISTS', akey) == 0 then return 0 end
+local left = redis.call('HINCRBY', akey, 'handles', -1)
+if left <= 0 and redis.call('HGET', akey, 'refcounted') == '1'
+    and redis.call('HGET', akey, 'state') ~= 'dead'
+    and redis.call('HGET', akey, 'terminating') ~= '1' then
+  redis.call('HSET', akey, 'terminating', '1')
+  redis.call('XADD', akey .. ':mailbox', '*', 'terminate', '1')
+end
+return left

@@ -60,3 +60,26 @@ def notify(client_id: str) -> str:
 
 def task(task_id: str) -> str:
     return f"{PREFIX}task:{task_id}"
+
+
+# ---- actors (redray/actor.py, redray/worker/actor_runtime.py) -------------------------
+#: {p}actor:{id}            hash   state (pending|alive|restarting|dead), handles, node, pid,
+#:                                 restarts, death (pickled error), meta, name key, detached
+#: {p}actor:{id}:mailbox    stream the actor's calls; consumer group "actor"
+#: {p}actor:{id}:tokens     set    handles pickled but not yet unpickled (see actor.py)
+#: {p}named_actors          hash   "<namespace>\x00<name>" -> actor id
+NAMED_ACTORS = PREFIX + "named_actors"
+#: The consumer group an actor's worker reads its mailbox with.
+ACTOR_GROUP = "actor"
+
+
+def actor(actor_id: str) -> str:
+    return f"{PREFIX}actor:{actor_id}"
+
+
+def actor_mailbox(actor_id: str) -> str:
+    return f"{PREFIX}actor:{actor_id}:mailbox"
+
+
+def actor_tokens(actor_id: str) -> str:
+    return f"{PREFIX}actor:{actor_id}:tokens"

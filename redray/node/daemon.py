@@ -75,6 +75,11 @@ class NodeDaemon:
         self._stopping = False
         self._signal_r, self._signal_w = socket.socketpair()
         self._owner_fd: int | None = None
+        #: Actor workers: worker id -> (actor id, its creation task); actor id -> worker id.
+        self._actor_workers: dict[str, tuple[str, QueuedTask]] = {}
+        self._actor_of: dict[str, str] = {}
+        #: Kill requests for actors whose worker has not reported "actor_started" yet.
+        self._pending_kills: set[str] = set()
         self._cancelled: set[str] = set()
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -241,6 +246,10 @@ class NodeDaemon:
                     self._to_ack.append(entry_id)
                     self._cancel(fields[b"c"].decode(), force=fields[b"f"] == b"1")
                     continue
+                if b"kill" in fields:  # redray.kill(actor): an entry {kill: actor_id}
+                    self._to_ack.append(entry_id)
+                    self._kill_actor(fields[b"kill"].decode())
+                    continue
                 payload = fields[b"s"]
                 spec: TaskSpec = pickle.loads(payload)
                 if spec.task_id in self._cancelled:
@@ -307,6 +316,8 @@ class NodeDaemon:
                 self._execute(self.scheduler.worker_blocked(worker_id))
             elif kind == "unblocked":
                 self._execute(self.scheduler.worker_unblocked(worker_id))
+            elif kind == "actor_started":
+                self._on_actor_started(worker_id, message[1], message[2])
 
     def _on_task_done(self, worker_id: str, retire: bool) -> None:
         task = self.scheduler.task_of(worker_id)
@@ -319,6 +330,9 @@ class NodeDaemon:
             self._execute(self.scheduler.worker_ready(worker_id, new=False))
 
     def _on_worker_exit(self, worker_id: str) -> None:
+        if worker_id in self._actor_workers:
+            self._on_actor_exit(worker_id)
+            return
         self.selector.unregister(self.pool.workers[worker_id].channel.sock)
         how = self.pool.reap(worker_id)
         task, actions = self.scheduler.worker_gone(worker_id)
@@ -347,6 +361,55 @@ class NodeDaemon:
             results.commit_outputs(self.commands, pipe, spec, [entry] * len(spec.return_ids))
         pipe.execute()
         self._to_ack.append(task.entry_id)
+
+    # ---- actors ----------------------------------------------------------------------
+
+    def _on_actor_started(self, worker_id: str, actor_id: str, held: dict[str, float]) -> None:
+        """A worker became an actor: it keeps `held` and leaves the task pool for good."""
+        task = self.scheduler.task_of(worker_id)
+        if task is None:
+            return
+        self._to_ack.append(task.entry_id)
+        self._actor_workers[worker_id] = (actor_id, task)
+        self._actor_of[actor_id] = worker_id
+        self._execute(self.scheduler.actor_started(worker_id, held))
+        if actor_id in self._pending_kills:
+            self._pending_kills.discard(actor_id)
+            self.pool.kill(worker_id)
+
+    def _kill_actor(self, actor_id: str) -> None:
+        worker_id = self._actor_of.get(actor_id)
+        if worker_id is None:
+            self._pending_kills.add(actor_id)
+        else:
+            self.pool.kill(worker_id)
+
+    def _on_actor_exit(self, worker_id: str) -> None:
+        """An actor's worker died: restart the actor if it may, else mark it dead."""
+        from redray.exceptions import ActorDiedError
+
+        self.selector.unregister(self.pool.workers[worker_id].channel.sock)
+        how = self.pool.reap(worker_id)
+        actor_id, task = self._actor_workers.pop(worker_id)
+        if self._actor_of.get(actor_id) == worker_id:
+            del self._actor_of[actor_id]
+        actions = self.scheduler.actor_exited(worker_id)
+        spec = task.spec
+        class_name = spec.extra.get("class_name", "Actor")
+        status = self.commands.call(
+            "actor_restart", actor_id, spec.extra.get("max_restarts", 0), how
+        )
+        if status == 1:
+            spec.attempt += 1
+            self.redis.xadd(self._queue_key, {"s": pickle.dumps(spec, protocol=5)})
+        elif status == -1:
+            error = ActorDiedError(
+                f"The actor {actor_id} ({class_name}) died unexpectedly: its worker process "
+                f"(on node {self.node_id}) {how}, and it has no restarts left (max_restarts).",
+                actor_id=actor_id,
+            )
+            self.commands.call("actor_dead", actor_id, dumps(error), "0")
+        self._execute(actions)
 
 
 def _as_dict(fields: Any) -> dict[bytes, bytes]:

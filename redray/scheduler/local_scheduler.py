@@ -93,6 +93,8 @@ class LocalScheduler:
         self._idle: deque[str] = deque()
         self._running: dict[str, _Running] = {}
         self._starting = 0
+        #: Workers dedicated to actors, with what each actor holds while it lives.
+        self._actors: dict[str, _Running] = {}
 
     # ---- events ----------------------------------------------------------------------
 
@@ -167,6 +169,32 @@ class LocalScheduler:
             if running.task.spec.task_id == task_id:
                 return worker_id
         return None
+
+    def actor_started(self, worker_id: str, held: dict[str, float]) -> list[Action]:
+        """The worker running an actor creation task now is that actor's for good: release
+        the placement demand, hold `held` until `actor_exited`; it never takes a task again."""
+        running = self._running.pop(worker_id, None)
+        if running is None:
+            return []
+        released = dict(running.held)
+        if running.blocked:
+            released.pop("CPU", None)
+        add(self.available, released)
+        subtract(self.available, held)
+        gpu_ids = running.gpu_ids
+        if not held.get("GPU"):
+            self.gpus.release(running.gpu_ids, running.held.get("GPU", 0.0))
+            gpu_ids = []
+        self._actors[worker_id] = _Running(running.task, dict(held), gpu_ids)
+        return self._schedule()
+
+    def actor_exited(self, worker_id: str) -> list[Action]:
+        """An actor's worker ended: what the actor held is free again."""
+        running = self._actors.pop(worker_id, None)
+        if running is not None:
+            add(self.available, running.held)
+            self.gpus.release(running.gpu_ids, running.held.get("GPU", 0.0))
+        return self._schedule()
 
     @property
     def queued_count(self) -> int:

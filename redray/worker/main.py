@@ -45,6 +45,11 @@ def run_worker(
             if message[0] == "exit":
                 break
             spec = pickle.loads(message[1])
+            if spec.extra.get("actor"):  # this worker becomes the actor's, until it ends
+                from redray.worker.actor_runtime import run_actor
+
+                run_actor(client, executor, channel, spec, message[2], worker_id)
+                break
             retire = executor.run(spec, message[2])
             channel.send(("done", spec.task_id, retire))
             if retire:

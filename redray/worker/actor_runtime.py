@@ -1,0 +1,338 @@
+"""The life of an actor inside its worker: create the instance, then serve the mailbox.
+
+The worker that received an actor's creation task becomes that actor's for good. It tells
+its node daemon ("actor_started"), so the scheduler swaps the placement demand for what the
+actor holds while it lives and never gives this worker a task again. Then it reads the
+actor's mailbox stream itself, through the "actor" consumer group:
+
+* a call is taken from the group (XREADGROUP, not blocking) only when it can start, so what
+  the group lists as pending is what was running (or about to run) if the worker dies; an
+  idle worker waits with a plain XREAD for entries after the last one delivered;
+* calls run in order (max_concurrency=1), on a thread pool (max_concurrency=N), or on an
+  asyncio loop for classes with async methods;
+* each result is committed with `commit_objects` in the same round trip as the XACK/XDEL of
+  its entry;
+* a restarted actor first claims the entries its dead predecessor had taken: re-run if
+  max_task_retries allows, else failed with ActorDiedError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import os
+import pickle
+import threading
+from typing import Any
+
+import redis
+
+from redray import runtime_context
+from redray.client.core import CoreClient
+from redray.client.object_table import Entry
+from redray.control import keys
+from redray.exceptions import ActorDiedError, RayError, RayTaskError
+from redray.objectstore.serialization import dumps, serialize
+from redray.task_spec import Arg, TaskSpec
+from redray.worker.channel import Channel
+from redray.worker.executor import TaskExecutor
+
+logger = logging.getLogger(__name__)
+
+_IDLE_BLOCK_MS = 2000
+
+
+def run_actor(
+    client: CoreClient,
+    executor: TaskExecutor,
+    channel: Channel,
+    spec: TaskSpec,
+    gpu_ids: list[int],
+    worker_id: str,
+) -> None:
+    """Create the actor of creation task `spec` and serve it until it ends."""
+    actor_id = spec.extra["actor_id"]
+    client.on_block = None
+    client.on_unblock = None
+    registered = client.commands.call(
+        "actor_register", actor_id, client.node_id or "", os.getpid(), worker_id
+    )
+    if not registered:  # killed before it could start
+        death = client.redis.hget(keys.actor(actor_id), "death") or dumps(
+            ActorDiedError(f"The actor {actor_id} was killed before it started.", actor_id=actor_id)
+        )
+        client.commit_results(spec, [Entry("e", len(death), "", death)], record_failure=False)
+        channel.send(("done", spec.task_id, True))
+        return
+    channel.send(("actor_started", actor_id, spec.extra.get("held", {})))
+    executor._enter(spec, gpu_ids)
+    current = runtime_context.current
+    current.actor_id = actor_id
+    try:
+        cls = executor._functions.load(spec.function_id)
+        args = [executor._value(arg) for arg in spec.args]
+        kwargs = {name: executor._value(arg) for name, arg in spec.kwargs.items()}
+        instance = cls(*args, **kwargs)
+    except Exception as error:
+        entries = executor._error_entries(spec, error)
+        client.commit_results(spec, entries, record_failure=True)
+        task_error = pickle.loads(entries[0].data)
+        died = ActorDiedError(task_error, actor_id=actor_id)
+        died.error_msg = f"The actor {actor_id} ({spec.extra.get('class_name')}) died: " + str(
+            died
+        )
+        client.commands.call("actor_dead", actor_id, dumps(died), "0")
+        return
+    finally:
+        current.task_id = None
+        current.task_name = None
+    ready = client.store_serialized(spec.return_ids[0], serialize(None))
+    client.commit_results(spec, [ready], record_failure=False)
+    ActorRuntime(client, executor, spec, instance, worker_id).serve()
+
+
+class ActorRuntime:
+    def __init__(
+        self,
+        client: CoreClient,
+        executor: TaskExecutor,
+        spec: TaskSpec,
+        instance: Any,
+        worker_id: str,
+    ) -> None:
+        self.client = client
+        self.executor = executor
+        self.instance = instance
+        self.actor_id: str = spec.extra["actor_id"]
+        self.class_name: str = spec.extra.get("class_name", "Actor")
+        self.max_task_retries: int = spec.extra.get("max_task_retries", 0)
+        self.is_asyncio: bool = spec.extra.get("is_asyncio", False)
+        self.max_concurrency: int = spec.extra.get("max_concurrency") or 1
+        self.mailbox = keys.actor_mailbox(self.actor_id)
+        self.consumer = worker_id
+        self.reader = redis.Redis(**client.redis_kwargs)
+        self._inflight = 0
+        self._cond = threading.Condition()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._async_slots: asyncio.Semaphore | None = None
+
+    # ---- the loop ----------------------------------------------------------------------
+
+    def serve(self) -> None:
+        if self.is_asyncio:
+            self._start_loop()
+        elif self.max_concurrency > 1:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                self.max_concurrency, thread_name_prefix="redray-actor"
+            )
+        last_delivered = self._recover()
+        if last_delivered is None:  # terminated while recovering
+            return
+        while True:
+            with self._cond:
+                while self._inflight >= self.max_concurrency:
+                    self._cond.wait()
+                free = self.max_concurrency - self._inflight
+            try:
+                response = self.reader.xreadgroup(
+                    keys.ACTOR_GROUP, self.consumer, {self.mailbox: ">"}, count=min(free, 64)
+                )
+            except redis.ResponseError:  # the mailbox is gone: the actor is dead
+                return
+            entries = response[0][1] if response else []
+            if not entries:
+                self.reader.xread({self.mailbox: last_delivered}, block=_IDLE_BLOCK_MS, count=1)
+                continue
+            for entry_id, fields in entries:
+                last_delivered = entry_id
+                if b"terminate" in fields:
+                    self._terminate(entry_id)
+                    return
+                self._start(entry_id, fields)
+
+    def _recover(self) -> str | None:
+        """Claim the calls a previous incarnation had taken; returns the last delivered id."""
+        groups = self.reader.xinfo_groups(self.mailbox)
+        last_delivered = "0-0"
+        for group in groups:
+            name = group["name"]
+            if (name.decode() if isinstance(name, bytes) else name) == keys.ACTOR_GROUP:
+                value = group["last-delivered-id"]
+                last_delivered = value.decode() if isinstance(value, bytes) else value
+        pending = self.reader.xpending_range(
+            self.mailbox, keys.ACTOR_GROUP, min="-", max="+", count=1_000_000
+        )
+        if not pending:
+            return last_delivered
+        cause = self.client.redis.hget(keys.actor(self.actor_id), "last_cause")
+        cause_text = cause.decode() if cause else "its worker died"
+        delivered = {p["message_id"]: p["times_delivered"] for p in pending}
+        claimed = self.reader.xclaim(
+            self.mailbox, keys.ACTOR_GROUP, self.consumer, 0, list(delivered)
+        )
+        for entry_id, fields in claimed:
+            if not fields:
+                continue
+            if b"terminate" in fields:
+                self._wait_idle()
+                self._terminate(entry_id)
+                return None
+            attempts = delivered.get(entry_id, 1)
+            if self.max_task_retries == -1 or attempts <= self.max_task_retries:
+                with self._cond:
+                    while self._inflight >= self.max_concurrency:
+                        self._cond.wait()
+                self._start(entry_id, fields)
+            else:
+                spec: TaskSpec = pickle.loads(fields[b"s"])
+                error = ActorDiedError(
+                    f"The actor {self.actor_id} ({self.class_name}) died while running "
+                    f"{spec.name} ({cause_text}); it was restarted, but the call is not retried "
+                    "(max_task_retries).",
+                    actor_id=self.actor_id,
+                )
+                data = dumps(error)
+                entries = [Entry("e", len(data), "", data)] * len(spec.return_ids)
+                self._commit(entry_id, spec, entries, failed=True)
+        return last_delivered
+
+    def _start(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        with self._cond:
+            self._inflight += 1
+        if self._loop is not None:
+            future = asyncio.run_coroutine_threadsafe(
+                self._run_async(entry_id, fields), self._loop
+            )
+            future.add_done_callback(self._finished)
+        elif self._pool is not None:
+            self._pool.submit(self._run, entry_id, fields).add_done_callback(self._finished)
+        else:
+            try:
+                self._run(entry_id, fields)
+            finally:
+                self._finished(None)
+
+    def _finished(self, future: Any) -> None:
+        if future is not None and future.exception() is not None:
+            logger.error("redray: actor call failed internally: %s", future.exception())
+        with self._cond:
+            self._inflight -= 1
+            self._cond.notify_all()
+
+    def _wait_idle(self) -> None:
+        with self._cond:
+            while self._inflight:
+                self._cond.wait()
+
+    def _terminate(self, entry_id: bytes) -> None:
+        """The last handle is gone: finish the calls already started, then end."""
+        self._wait_idle()
+        error = ActorDiedError(
+            f"The actor {self.actor_id} ({self.class_name}) is dead because all references to "
+            "it went out of scope.",
+            actor_id=self.actor_id,
+        )
+        pipe = self.client.redis.pipeline(transaction=False)
+        pipe.xack(self.mailbox, keys.ACTOR_GROUP, entry_id)
+        self.client.commands.call("actor_dead", self.actor_id, dumps(error), "0", pipe=pipe)
+        pipe.execute()
+
+    # ---- one call -----------------------------------------------------------------------
+
+    def _prepare(self, spec: TaskSpec) -> tuple[Any, list[Any], dict[str, Any]]:
+        name = spec.extra["method"]
+        if name == "__ray_ready__":
+            return (lambda: True), [], {}
+        if name == "__ray_terminate__":
+            return self._exit_now, [], {}
+        method = getattr(self.instance, name)
+        args = [self._value(arg) for arg in spec.args]
+        kwargs = {key: self._value(arg) for key, arg in spec.kwargs.items()}
+        return method, args, kwargs
+
+    def _exit_now(self) -> None:
+        error = ActorDiedError(
+            f"The actor {self.actor_id} ({self.class_name}) exited (__ray_terminate__).",
+            actor_id=self.actor_id,
+        )
+        self.client.commands.call("actor_dead", self.actor_id, dumps(error), "0")
+        os._exit(0)
+
+    def _value(self, arg: Arg) -> Any:
+        if arg[0] == "r":
+            return self.client.get([arg[1]], None)[0]
+        return self.executor._value(arg)
+
+    def _enter(self, spec: TaskSpec) -> None:
+        current = runtime_context.current
+        current.task_id = spec.task_id
+        current.task_name = spec.name
+
+    def _run(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        spec: TaskSpec = pickle.loads(fields[b"s"])
+        self._enter(spec)
+        try:
+            try:
+                method, args, kwargs = self._prepare(spec)
+            except RayError as error:  # a failed ObjectRef argument fails the call with it
+                self._commit_error_arg(entry_id, spec, error)
+                return
+            result = method(*args, **kwargs)
+            if inspect.iscoroutine(result):  # an async method on a thread: run it here
+                result = asyncio.run(result)
+            entries, error = self.executor._store_returns(spec, result), None
+        except Exception as raised:
+            entries, error = self.executor._error_entries(spec, raised), raised
+        self._commit(entry_id, spec, entries, failed=error is not None)
+
+    async def _run_async(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        spec: TaskSpec = pickle.loads(fields[b"s"])
+        self._enter(spec)
+        try:
+            try:
+                method, args, kwargs = self._prepare(spec)
+            except RayError as error:
+                self._commit_error_arg(entry_id, spec, error)
+                return
+            result = method(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            entries, error = self.executor._store_returns(spec, result), None
+        except Exception as raised:
+            entries, error = self.executor._error_entries(spec, raised), raised
+        self._commit(entry_id, spec, entries, failed=error is not None)
+
+    def _commit_error_arg(self, entry_id: bytes, spec: TaskSpec, error: RayError) -> None:
+        if isinstance(error, RayTaskError):
+            error = error  # already what get() would raise for the argument
+        data = dumps(error)
+        entries = [Entry("e", len(data), "", data)] * len(spec.return_ids)
+        self._commit(entry_id, spec, entries, failed=True)
+
+    def _commit(self, entry_id: bytes, spec: TaskSpec, entries: list[Entry], failed: bool) -> None:
+        count = len(spec.return_ids)
+        pipe = self.client.redis.pipeline(transaction=False)
+        self.client.commit_results(
+            spec, entries[:count], record_failure=failed and count > 0, pipe=pipe
+        )
+        pipe.xack(self.mailbox, keys.ACTOR_GROUP, entry_id)
+        pipe.xdel(self.mailbox, entry_id)
+        pipe.execute()
+
+    # ---- asyncio ------------------------------------------------------------------------
+
+    def _start_loop(self) -> None:
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            started.set()
+            loop.run_forever()
+
+        threading.Thread(target=run, name="redray-actor-loop", daemon=True).start()
+        started.wait()
+        self._loop = loop
