@@ -22,11 +22,27 @@ from redray.client.node_view import read_nodes
 from redray.node.redis_launcher import RedisServer, start_redis
 from redray.objectstore.shm_store import store_directory
 
-#: Where `redray start` records the cluster this machine belongs to (for address="auto").
-STATE_DIR = Path(tempfile.gettempdir()) / "redray"
-CURRENT_CLUSTER_FILE = STATE_DIR / "current_cluster.json"
+#: Overrides the directory where `redray start` keeps its state file and session logs.
+STATE_DIR_ENV = "REDRAY_STATE_DIR"
 
 _STARTUP_TIMEOUT = 60.0
+
+
+def state_dir() -> Path:
+    """Where `redray start` records the cluster of this machine (and keeps its logs)."""
+    return Path(os.environ.get(STATE_DIR_ENV) or Path(tempfile.gettempdir()) / "redray")
+
+
+def current_cluster_file() -> Path:
+    return state_dir() / "current_cluster.json"
+
+
+def recorded_cluster() -> dict[str, Any] | None:
+    """What `redray start` recorded about the cluster of this machine, if anything."""
+    try:
+        return json.loads(current_cluster_file().read_text())
+    except FileNotFoundError:
+        return None
 
 
 def detect_gpus() -> int:
@@ -158,12 +174,13 @@ def resolve_address(address: str | None) -> str | None:
     if not address or address == "local":
         return None
     if address == "auto":
-        if not CURRENT_CLUSTER_FILE.exists():
+        recorded = recorded_cluster()
+        if recorded is None:
             raise ConnectionError(
                 "address='auto' found no running redray cluster on this machine: start one "
                 "with `redray start --head`, or pass its address."
             )
-        return json.loads(CURRENT_CLUSTER_FILE.read_text())["address"]
+        return recorded["address"]
     for scheme in ("redis://", "ray://", "redray://"):
         if address.startswith(scheme):
             address = address[len(scheme) :]
@@ -171,6 +188,11 @@ def resolve_address(address: str | None) -> str | None:
 
 
 def connect_kwargs(address: str, password: str | None) -> dict[str, Any]:
+    """How to reach the cluster at `address`; without a password, the one `redray start`
+    recorded for that address on this machine (in a file only its user can read) is used."""
+    recorded = recorded_cluster()
+    if password is None and recorded is not None and recorded.get("address") == address:
+        password = recorded.get("password")
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"Invalid cluster address {address!r}: expected 'host:port'.")
@@ -180,8 +202,9 @@ def connect_kwargs(address: str, password: str | None) -> dict[str, Any]:
         client.ping()
     except redis.AuthenticationError as error:
         raise ConnectionError(
-            f"The redray cluster at {address} requires a password: pass "
-            "_redis_password=... or set REDRAY_REDIS_PASSWORD."
+            f"The redray cluster at {address} requires a password (or a different one): "
+            "pass redray.init(_redis_password=...) or `redray ... --redis-password`, or set "
+            "REDRAY_REDIS_PASSWORD."
         ) from error
     except redis.ConnectionError as error:
         raise ConnectionError(f"Could not connect to a redray cluster at {address}: {error}")
