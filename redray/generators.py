@@ -70,10 +70,17 @@ class ObjectRefGenerator:
         return self
 
     async def __anext__(self) -> ObjectRef:
+        ref = await asyncio.to_thread(self._next_or_none)
+        if ref is None:
+            raise StopAsyncIteration
+        return ref
+
+    def _next_or_none(self) -> ObjectRef | None:
+        # StopIteration cannot cross into an asyncio future: signal the end with None.
         try:
-            return await asyncio.to_thread(self._next, None)
+            return self._next(timeout=None)
         except StopIteration:
-            raise StopAsyncIteration from None
+            return None
 
     def completed(self) -> ObjectRef:
         """A ref that is ready when the task has finished."""
