@@ -285,11 +285,8 @@ class ActorHandle:
         actor_id = self._actor_id_hex
         client = api.current_client()
 
-        def lend(pipe: Any) -> None:
-            pipe.hincrby(keys.actor(actor_id), "handles", 1)
-            pipe.sadd(keys.actor_tokens(actor_id), token)
-
-        client.batcher.add(lend)
+        client.batcher.add("HINCRBY", keys.actor(actor_id), "handles", 1)
+        client.batcher.add("SADD", keys.actor_tokens(actor_id), token)
         return (_rebuild_handle, (actor_id, self._class_name, self._methods, token))
 
     def __del__(self) -> None:
@@ -299,9 +296,7 @@ class ActorHandle:
             if session is None or session.client is not client:
                 return
             actor_id = self._actor_id_hex
-            client.batcher.add(
-                lambda pipe: client.commands.call("actor_handle_release", actor_id, pipe=pipe)
-            )
+            client.batcher.add(*client.commands.raw("actor_handle_release", actor_id))
         except Exception:  # interpreter shutdown
             pass
 

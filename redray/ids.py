@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 TASK_ID_BYTES = 12
 
+# Task ids are a random per-process prefix plus a counter: unique across the cluster
+# without a system call per task. Re-seeded after fork so workers never share a prefix.
+_prefix = os.urandom(6).hex()
+_counter = itertools.count(1)
+
+
+def _reseed() -> None:
+    global _prefix, _counter
+    _prefix = os.urandom(6).hex()
+    _counter = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_reseed)
+
 
 def new_task_id() -> str:
-    return os.urandom(TASK_ID_BYTES).hex()
+    return f"{_prefix}{next(_counter):012x}"
 
 
 def new_client_id() -> str:

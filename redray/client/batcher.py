@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-
 import redis
 
-logger = logging.getLogger(__name__)
+from redray.control.raw import Command, RawConnection
 
-Operation = Callable[[redis.client.Pipeline], None]
+logger = logging.getLogger(__name__)
 
 _FLUSH_AT = 256
 _LINGER_SECONDS = 0.0005
@@ -24,8 +22,8 @@ _LINGER_SECONDS = 0.0005
 
 class WriteBatcher:
     def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-        self._queue: list[Operation] = []
+        self._connection = RawConnection(client)
+        self._queue: list[Command] = []
         self._queue_lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._wake = threading.Event()
@@ -33,9 +31,10 @@ class WriteBatcher:
         self._thread = threading.Thread(target=self._run, name="redray-writer", daemon=True)
         self._thread.start()
 
-    def add(self, operation: Operation) -> None:
+    def add(self, *command: object) -> None:
+        """Queue one Redis command, e.g. add("XADD", key, "*", "s", payload)."""
         with self._queue_lock:
-            self._queue.append(operation)
+            self._queue.append(command)
             length = len(self._queue)
         if length >= _FLUSH_AT:
             self.flush()
@@ -45,13 +44,9 @@ class WriteBatcher:
     def flush(self) -> None:
         with self._send_lock:
             with self._queue_lock:
-                operations, self._queue = self._queue, []
-            if not operations:
-                return
-            pipe = self._client.pipeline(transaction=False)
-            for operation in operations:
-                operation(pipe)
-            pipe.execute()
+                commands, self._queue = self._queue, []
+            if commands:
+                self._connection.execute(commands)
 
     def close(self) -> None:
         self._closed = True
@@ -61,6 +56,7 @@ class WriteBatcher:
             self.flush()
         except redis.RedisError:
             pass
+        self._connection.close()
 
     def _run(self) -> None:
         while not self._closed:

@@ -123,7 +123,7 @@ class CoreClient:
         if function_id in self._exported:
             return
         self._exported.add(function_id)
-        self.batcher.add(lambda pipe: pipe.set(keys.function(function_id), pickled, nx=True))
+        self.batcher.add("SET", keys.function(function_id), pickled, "NX")
 
     # ---- objects ---------------------------------------------------------------------
 
@@ -144,7 +144,7 @@ class CoreClient:
         object_id = ids.object_id_for(ids.new_task_id(), 0)
         entry = self.store_serialized(object_id, serialize(value))
         self.objects.commit(object_id, entry)
-        self.batcher.add(lambda pipe: pipe.hset(keys.obj(object_id), mapping=_fields(entry, self)))
+        self.batcher.add("HSET", keys.obj(object_id), *_fields(entry, self))
         return ObjectRef(object_id, self.client_id)
 
     def get(self, object_ids: list[str], timeout: float | None) -> list[Any]:
@@ -278,7 +278,7 @@ class CoreClient:
         # Large arguments go into the object store once, as Ray does with an implicit put.
         object_id = ids.object_id_for(ids.new_task_id(), 0)
         entry = self.store_serialized(object_id, serialized)
-        self.batcher.add(lambda pipe: pipe.hset(keys.obj(object_id), mapping=_fields(entry, self)))
+        self.batcher.add("HSET", keys.obj(object_id), *_fields(entry, self))
         return ("o", object_id, tuple(entry))
 
     def submit(self, spec: TaskSpec, strategy: Any) -> list[ObjectRef]:
@@ -322,7 +322,7 @@ class CoreClient:
     def enqueue(self, node_id: str, spec: TaskSpec) -> None:
         payload = pickle.dumps(spec, protocol=5)
         self._in_flight[spec.task_id] = (node_id, spec.return_ids)
-        self.batcher.add(lambda pipe: pipe.xadd(keys.node_queue(node_id), {"s": payload}))
+        self.batcher.add("XADD", keys.node_queue(node_id), "*", "s", payload)
         self.ensure_reader()
 
     def _place(self, spec: TaskSpec, strategy: Any) -> str | None:
@@ -432,6 +432,8 @@ class CoreClient:
         final_state: str = "finished",
     ) -> bool:
         """Commit a task's return values once; True if this call committed them."""
+        # Objects the task put (or submitted) must be visible before a result refers to them.
+        self.batcher.flush()
         own = pipe or self.redis.pipeline(transaction=False)
         results.commit_outputs(self.commands, own, spec, entries, final_state)
         if record_failure:
@@ -440,10 +442,11 @@ class CoreClient:
             return True
         return bool(own.execute()[0])
 
-
     # ---- actors (added for redray/actor.py) --------------------------------------------
 
-    def submit_actor_call(self, actor_id: str, spec: TaskSpec, dead_error: bytes) -> list[ObjectRef]:
+    def submit_actor_call(
+        self, actor_id: str, spec: TaskSpec, dead_error: bytes
+    ) -> list[ObjectRef]:
         """Queue a method call in an actor's mailbox, in this process's submission order.
 
         The call's arguments stay as prepared (ObjectRefs are resolved by the actor, so calls
@@ -455,19 +458,26 @@ class CoreClient:
             self._owned_pending.update(spec.return_ids)
         payload = pickle.dumps(spec, protocol=5)
         args = (actor_id, spec.task_id, self.client_id, payload, dead_error, *spec.return_ids)
-        self.batcher.add(lambda pipe: self.commands.call("actor_call", *args, pipe=pipe))
+        self.batcher.add(*self.commands.raw("actor_call", *args))
         self.ensure_reader()
         return refs
+
 
 def _all_args(spec: TaskSpec) -> list[Arg]:
     return [*spec.args, *spec.kwargs.values()]
 
 
-def _fields(entry: Entry, client: CoreClient) -> dict[str, Any]:
-    return {
-        "k": entry.kind,
-        "s": entry.size,
-        "n": entry.node,
-        "d": entry.data,
-        "o": client.client_id,
-    }
+def _fields(entry: Entry, client: CoreClient) -> tuple[Any, ...]:
+    """An object directory entry as HSET field/value pairs."""
+    return (
+        "k",
+        entry.kind,
+        "s",
+        entry.size,
+        "n",
+        entry.node,
+        "d",
+        entry.data,
+        "o",
+        client.client_id,
+    )

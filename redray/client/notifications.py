@@ -19,6 +19,7 @@ import redis
 from redray.client.node_view import REFRESH_SECONDS
 from redray.client.object_table import Entry
 from redray.control import keys
+from redray.control.raw import RawConnection, stream_entries
 
 if TYPE_CHECKING:
     from redray.client.core import CoreClient
@@ -33,7 +34,8 @@ class NotificationReader(threading.Thread):
     def __init__(self, client: CoreClient) -> None:
         super().__init__(name="redray-notifications", daemon=True)
         self._client = client
-        self._connection = redis.Redis(**client.redis_kwargs)
+        self._redis = redis.Redis(**client.redis_kwargs)
+        self._connection = RawConnection(self._redis)
         self._stream = keys.notify(client.client_id)
         self._stopping = False
 
@@ -45,6 +47,7 @@ class NotificationReader(threading.Thread):
             pass
         self.join(timeout=2)
         self._connection.close()
+        self._redis.close()
 
     def run(self) -> None:
         try:
@@ -56,19 +59,19 @@ class NotificationReader(threading.Thread):
     def _loop(self) -> None:
         client = self._client
         last_seen = "0-0"
-        newest_event = self._connection.xrevrange(keys.NODE_EVENTS, count=1)
+        newest_event = self._redis.xrevrange(keys.NODE_EVENTS, count=1)
         last_event = newest_event[0][0] if newest_event else "0-0"
         refreshed = time.monotonic()
         while not self._stopping:
-            pipe = self._connection.pipeline(transaction=False)
+            commands: list[tuple] = []
             if last_seen != "0-0":
-                pipe.xtrim(self._stream, minid=last_seen)
-            pipe.xread(
-                {self._stream: last_seen, keys.NODE_EVENTS: last_event},
-                count=_BATCH,
-                block=_BLOCK_MS,
-            )
-            streams = pipe.execute()[-1] or []
+                commands.append(("XTRIM", self._stream, "MINID", last_seen))
+            commands.append(
+                ("XREAD", "COUNT", _BATCH, "BLOCK", _BLOCK_MS, "STREAMS",
+                 self._stream, keys.NODE_EVENTS, last_seen, last_event)
+            )  # fmt: skip
+            replies = self._connection.execute(commands)
+            streams = stream_entries(replies[-1])
             for name, entries in streams:
                 if name.decode() == self._stream:
                     for entry_id, fields in entries:

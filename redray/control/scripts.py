@@ -37,20 +37,28 @@ class Commands:
         self._client = client
         self._loaded = False
 
-    def _load(self) -> None:
+    def reload(self) -> None:
         pipe = self._client.pipeline(transaction=False)
         for source in _SOURCES.values():
             pipe.script_load(source)
         pipe.execute()
         self._loaded = True
 
-    def call(self, name: str, *args: Any, pipe: redis.client.Pipeline | None = None) -> Any:
+    def ensure_loaded(self) -> None:
         if not self._loaded:
-            self._load()
+            self.reload()
+
+    def raw(self, name: str, *args: Any) -> tuple[Any, ...]:
+        """The command that runs a Lua command, for a RawConnection or WriteBatcher."""
+        self.ensure_loaded()
+        return ("EVALSHA", _SHAS[name], 0, keys.PREFIX, *args)
+
+    def call(self, name: str, *args: Any, pipe: Any = None) -> Any:
+        self.ensure_loaded()
         target = pipe if pipe is not None else self._client
         try:
             return target.evalsha(_SHAS[name], 0, keys.PREFIX, *args)
         except redis.exceptions.NoScriptError:
             # Redis was restarted or flushed its script cache since we loaded.
-            self._load()
+            self.reload()
             return target.evalsha(_SHAS[name], 0, keys.PREFIX, *args)

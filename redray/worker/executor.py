@@ -18,6 +18,7 @@ from redray.object_ref import ObjectRef
 from redray.objectstore.serialization import deserialize, dumps, serialize
 from redray.task_spec import Arg, TaskSpec
 from redray.worker.functions import FunctionCache
+from redray.worker.result_writer import ResultWriter
 
 _HOST_IP = socket.gethostbyname(socket.gethostname()) if socket.gethostname() else "127.0.0.1"
 
@@ -29,6 +30,11 @@ class TaskExecutor:
         self._calls: Counter[str] = Counter()
         #: True while user code runs: only then may a cancel (SIGINT) interrupt the worker.
         self.in_user_code = False
+        self._writer = ResultWriter(client.redis, client.commands)
+
+    def finish_commit(self) -> None:
+        """Wait for Redis to confirm the last task's commit (call after reporting done)."""
+        self._writer.finish()
 
     def run(self, spec: TaskSpec, gpu_ids: list[int]) -> bool:
         """Execute and commit one task; True when the worker must retire (max_calls)."""
@@ -41,7 +47,11 @@ class TaskExecutor:
         if error is not None and self._should_retry(spec, error):
             self._retry(spec, entries[0])
         else:
-            self._client.commit_results(spec, entries, record_failure=error is not None)
+            recorded = self._writer.recorder()
+            self._client.commit_results(
+                spec, entries, record_failure=error is not None, pipe=recorded
+            )
+            self._writer.send(recorded)
         self._calls[spec.function_id] += 1
         return bool(spec.max_calls) and self._calls[spec.function_id] >= spec.max_calls
 

@@ -52,6 +52,7 @@ def run_worker(
                 break
             retire = executor.run(spec, message[2])
             channel.send(("done", spec.task_id, retire))
+            executor.finish_commit()
             if retire:
                 break
     except (EOFError, OSError):

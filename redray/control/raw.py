@@ -1,0 +1,62 @@
+"""A dedicated Redis connection driven without redis-py's per-command machinery.
+
+redis-py's client spends tens of microseconds of CPU per call (pool checkout, retries,
+response callbacks, observability hooks). The hot paths (submitting tasks, reading
+notifications, committing results) batch their own commands, so they send them packed on
+one connection and read the raw replies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+Command = tuple[Any, ...]
+
+
+class RawConnection:
+    def __init__(self, client: redis.Redis) -> None:
+        self._connection = client.connection_pool.make_connection()
+
+    def send(self, commands: list[Command]) -> None:
+        self._connection.send_packed_command(self._connection.pack_commands(commands))
+
+    def read(self, count: int) -> list[Any]:
+        """The next `count` replies; an error reply is returned, not raised."""
+        replies: list[Any] = []
+        for _ in range(count):
+            try:
+                replies.append(self._connection.read_response())
+            except redis.ResponseError as error:
+                replies.append(error)
+        return replies
+
+    def execute(self, commands: list[Command]) -> list[Any]:
+        """Send and read; raises the first error reply."""
+        self.send(commands)
+        replies = self.read(len(commands))
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def close(self) -> None:
+        self._connection.disconnect()
+
+
+def stream_entries(reply: Any) -> list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]:
+    """XREAD/XREADGROUP replies as [(stream, [(entry id, fields)])], whatever their shape."""
+    if not reply:
+        return []
+    streams = reply.items() if isinstance(reply, dict) else reply
+    result = []
+    for name, entries in streams:
+        parsed = []
+        for entry_id, fields in entries:
+            if not isinstance(fields, dict):
+                pairs = iter(fields or [])
+                fields = dict(zip(pairs, pairs))
+            parsed.append((entry_id, fields))
+        result.append((name, parsed))
+    return result

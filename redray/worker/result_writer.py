@@ -1,0 +1,73 @@
+"""Committing a task's results without waiting for Redis's reply before saying "done".
+
+The worker writes the commit (one pipelined batch) to its own Redis connection, tells its
+node daemon the task is done, and only then reads the reply. The daemon's next dispatch
+overlaps the commit's round trip. Nothing is lost by this: once the commands are written,
+Redis executes them even if the worker dies before reading the reply, and a duplicate
+commit (after a retry) is refused by commit_objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from redray.control.scripts import Commands
+
+
+class _Recorder:
+    """Stands in for a pipeline: records the commands results.py queues on it."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[Any, ...]] = []
+
+    def evalsha(self, *args: Any) -> None:
+        self.commands.append(("EVALSHA", *args))
+
+    def lpush(self, key: str, *values: Any) -> None:
+        self.commands.append(("LPUSH", key, *values))
+
+    def ltrim(self, key: str, start: int, end: int) -> None:
+        self.commands.append(("LTRIM", key, start, end))
+
+
+class ResultWriter:
+    def __init__(self, client: redis.Redis, commands: Commands) -> None:
+        self._client = client
+        self._commands = commands
+        self._connection = client.connection_pool.make_connection()
+        self._in_flight: list[tuple[Any, ...]] = []
+
+    def recorder(self) -> _Recorder:
+        return _Recorder()
+
+    def send(self, recorded: _Recorder) -> None:
+        """Write the recorded commands; their replies are read by finish()."""
+        self.finish()
+        self._commands.ensure_loaded()
+        connection = self._connection
+        connection.send_packed_command(connection.pack_commands(recorded.commands))
+        self._in_flight = recorded.commands
+
+    def finish(self) -> None:
+        """Read the replies of the last send(); re-run it if Redis had lost our scripts."""
+        in_flight, self._in_flight = self._in_flight, []
+        if not in_flight:
+            return
+        replies = []
+        for _ in in_flight:
+            try:
+                replies.append(self._connection.read_response())
+            except redis.ResponseError as error:
+                replies.append(error)
+        if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
+            self._commands.reload()
+            pipe = self._client.pipeline(transaction=False)
+            for command in in_flight:
+                pipe.execute_command(*command)
+            pipe.execute()
+            return
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
