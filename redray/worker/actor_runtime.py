@@ -33,11 +33,13 @@ from redray import runtime_context
 from redray.client.core import CoreClient
 from redray.client.object_table import Entry
 from redray.control import keys
+from redray.control.raw import RawConnection, stream_entries
 from redray.exceptions import ActorDiedError, RayError, RayTaskError
 from redray.objectstore.serialization import dumps, serialize
 from redray.task_spec import Arg, TaskSpec
 from redray.worker.channel import Channel
 from redray.worker.executor import TaskExecutor
+from redray.worker.result_writer import CommandRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +133,9 @@ class ActorRuntime:
         last_delivered = self._recover()
         if last_delivered is None:  # terminated while recovering
             return
+        if self._pool is None and self._loop is None:
+            self._serve_in_order(last_delivered)
+            return
         while True:
             with self._cond:
                 while self._inflight >= self.max_concurrency:
@@ -152,6 +157,41 @@ class ActorRuntime:
                     self._terminate(entry_id)
                     return
                 self._start(entry_id, fields)
+
+    def _serve_in_order(self, last_delivered: str) -> None:
+        """One call at a time: each call's commit travels with the take of the next call."""
+        connection = RawConnection(self.reader)
+        take = (
+            "XREADGROUP", "GROUP", keys.ACTOR_GROUP, self.consumer,
+            "COUNT", 1, "STREAMS", self.mailbox, ">",
+        )  # fmt: skip
+        finished: list[tuple[Any, ...]] = []
+        while True:
+            connection.send([*finished, take])
+            replies = connection.read(len(finished) + 1)
+            for reply in replies[:-1]:
+                if isinstance(reply, Exception):
+                    raise reply
+            if isinstance(replies[-1], Exception):  # the mailbox is gone: the actor is dead
+                return
+            finished = []
+            streams = stream_entries(replies[-1])
+            if not streams or not streams[0][1]:
+                wait = ("XREAD", "COUNT", 1, "BLOCK", _IDLE_BLOCK_MS, "STREAMS", self.mailbox,
+                        last_delivered)  # fmt: skip
+                connection.execute([wait])
+                continue
+            entry_id, fields = streams[0][1][0]
+            last_delivered = entry_id
+            if b"terminate" in fields:
+                self._terminate(entry_id)
+                return
+            with self._cond:
+                self._inflight += 1
+            try:
+                finished = self._run(entry_id, fields, defer=True)
+            finally:
+                self._finished(None)
 
     def _recover(self) -> str | None:
         """Claim the calls a previous incarnation had taken; returns the last delivered id."""
@@ -271,7 +311,10 @@ class ActorRuntime:
         current.task_id = spec.task_id
         current.task_name = spec.name
 
-    def _run(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+    def _run(
+        self, entry_id: bytes, fields: dict[bytes, bytes], defer: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """Run one call and commit it; with `defer`, return the commit's commands instead."""
         spec: TaskSpec = pickle.loads(fields[b"s"])
         self._enter(spec)
         try:
@@ -279,14 +322,29 @@ class ActorRuntime:
                 method, args, kwargs = self._prepare(spec)
             except RayError as error:  # a failed ObjectRef argument fails the call with it
                 self._commit_error_arg(entry_id, spec, error)
-                return
+                return []
             result = method(*args, **kwargs)
             if inspect.iscoroutine(result):  # an async method on a thread: run it here
                 result = asyncio.run(result)
             entries, error = self.executor._store_returns(spec, result), None
         except Exception as raised:
             entries, error = self.executor._error_entries(spec, raised), raised
+        if defer:
+            return self._commit_commands(entry_id, spec, entries, failed=error is not None)
         self._commit(entry_id, spec, entries, failed=error is not None)
+        return []
+
+    def _commit_commands(
+        self, entry_id: bytes, spec: TaskSpec, entries: list[Entry], failed: bool
+    ) -> list[tuple[Any, ...]]:
+        count = len(spec.return_ids)
+        recorder = CommandRecorder()
+        self.client.commit_results(
+            spec, entries[:count], record_failure=failed and count > 0, pipe=recorder
+        )
+        recorder.xack(self.mailbox, keys.ACTOR_GROUP, entry_id)
+        recorder.xdel(self.mailbox, entry_id)
+        return recorder.commands
 
     async def _run_async(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         spec: TaskSpec = pickle.loads(fields[b"s"])

@@ -16,7 +16,7 @@ import redis
 from redray.control.scripts import Commands
 
 
-class _Recorder:
+class CommandRecorder:
     """Stands in for a pipeline: records the commands results.py queues on it."""
 
     def __init__(self) -> None:
@@ -31,6 +31,12 @@ class _Recorder:
     def ltrim(self, key: str, start: int, end: int) -> None:
         self.commands.append(("LTRIM", key, start, end))
 
+    def xack(self, key: str, group: str, *entry_ids: Any) -> None:
+        self.commands.append(("XACK", key, group, *entry_ids))
+
+    def xdel(self, key: str, *entry_ids: Any) -> None:
+        self.commands.append(("XDEL", key, *entry_ids))
+
 
 class ResultWriter:
     def __init__(self, client: redis.Redis, commands: Commands) -> None:
@@ -39,10 +45,10 @@ class ResultWriter:
         self._connection = client.connection_pool.make_connection()
         self._in_flight: list[tuple[Any, ...]] = []
 
-    def recorder(self) -> _Recorder:
-        return _Recorder()
+    def recorder(self) -> CommandRecorder:
+        return CommandRecorder()
 
-    def send(self, recorded: _Recorder) -> None:
+    def send(self, recorded: CommandRecorder) -> None:
         """Write the recorded commands; their replies are read by finish()."""
         self.finish()
         self._commands.ensure_loaded()
