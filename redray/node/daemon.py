@@ -27,6 +27,7 @@ from redray.control.scripts import Commands
 from redray.exceptions import WorkerCrashedError
 from redray.node.redis_launcher import wait_until_up
 from redray.node.worker_pool import WorkerPool
+from redray.objectstore import transfer
 from redray.objectstore.serialization import dumps
 from redray.objectstore.shm_store import SharedMemoryStore, store_directory
 from redray.scheduler.local_scheduler import Action, Dispatch, LocalScheduler, QueuedTask
@@ -98,6 +99,7 @@ class NodeDaemon:
     def _register(self) -> None:
         wait_until_up(self.config.redis_kwargs)
         self.store.create()
+        store_fields = self._start_object_store()
         try:
             self.redis.xgroup_create(self._queue_key, keys.QUEUE_GROUP, id="0", mkstream=True)
         except redis.ResponseError as error:
@@ -113,6 +115,7 @@ class NodeDaemon:
             "store_dir": str(self.store.directory),
             "labels": self.config.labels,
             "started": time.time(),
+            **store_fields,
         }
         pipe = self.redis.pipeline()
         pipe.hset(keys.NODES, self.node_id, json.dumps(record))
@@ -159,9 +162,25 @@ class NodeDaemon:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
 
+    def _start_object_store(self) -> dict[str, Any]:
+        """The store's memory cap, and the transfer server other nodes pull objects from
+        (a process of its own: this one must stay thread-free). Node record fields."""
+        capacity = self.config.resources.get("object_store_memory")
+        capacity = int(capacity) if capacity else None
+        self.store.configure(capacity)
+        self._transfer, address = transfer.start_server(str(self.store.directory), node_ip())
+        return {"transfer": address, "object_store_memory": capacity}
+
+    def _stop_object_store(self) -> None:
+        server = getattr(self, "_transfer", None)
+        if server is not None and server.poll() is None:
+            server.kill()
+            server.wait()
+        self.store.destroy()
+
     def _shutdown(self) -> None:
         self.pool.stop_all()
-        self.store.destroy()
+        self._stop_object_store()
         try:
             pipe = self.redis.pipeline()
             pipe.hdel(keys.NODES, self.node_id)
@@ -421,10 +440,21 @@ def _as_dict(fields: Any) -> dict[bytes, bytes]:
 
 
 def node_ip() -> str:
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
+    """This machine's address as other nodes see it: REDRAY_NODE_IP, else the first
+    non-loopback IPv4 address of an interface that is up, else loopback."""
+    explicit = os.environ.get("REDRAY_NODE_IP")
+    if explicit:
+        return explicit
+    import psutil
+
+    stats = psutil.net_if_stats()
+    for name, addresses in psutil.net_if_addrs().items():
+        if name in stats and not stats[name].isup:
+            continue
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith("127."):
+                return address.address
+    return "127.0.0.1"
 
 
 def main(argv: list[str] | None = None) -> None:

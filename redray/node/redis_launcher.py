@@ -97,13 +97,21 @@ def start_redis(
         "--client-output-buffer-limit", "pubsub", "0", "0", "0",
     ]  # fmt: skip
     if password:
-        command += ["--requirepass", password]
+        # Read from stdin rather than the command line, where `ps` would show it.
+        command.insert(1, "-")
     if unix_socket:
         command += ["--unixsocket", unix_socket, "--unixsocketperm", "700"]
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL
     process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+        command,
+        stdin=subprocess.PIPE if password else subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
     )
+    if password:
+        assert process.stdin is not None
+        process.stdin.write(f'requirepass "{password}"\n'.encode())
+        process.stdin.close()
     return RedisServer(process, host, port, unix_socket, password)
 
 

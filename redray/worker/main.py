@@ -69,4 +69,6 @@ def _die_with_parent() -> None:
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass  # not Linux: the worker still exits when its channel to the daemon closes
+        return  # not Linux: the worker still exits when its channel to the daemon closes
+    if os.getppid() == 1:  # the daemon died before the request took effect
+        os._exit(1)
