@@ -69,21 +69,28 @@ class ObjectRef:
 class _RefTracker:
     """Counts live ObjectRef instances per object id in this process.
 
-    The client installs hooks: it learns when the last ref to an id is gone (to report an
-    error nobody fetched, and to release the object).
+    The client installs hooks: it learns when the first ref to an id appears in this
+    process (a borrow, unless the process owns it) and when the last one is gone (to report
+    an error nobody fetched, and to release the object).
     """
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
+        self.on_first = None  # Callable[[str], None] | None
         self.on_zero = None  # Callable[[str], None] | None
 
     def incref(self, ref: ObjectRef) -> None:
-        self.counts[ref._id] = self.counts.get(ref._id, 0) + 1
+        count = self.counts.get(ref._id, 0)
+        self.counts[ref._id] = count + 1
+        if count == 0 and self.on_first is not None:
+            self.on_first(ref._id)
 
     def decref(self, object_id: str) -> None:
-        left = self.counts.get(object_id, 0) - 1
-        if left > 0:
-            self.counts[object_id] = left
+        count = self.counts.get(object_id)
+        if count is None:  # untracked, or counted by a client that has closed since
+            return
+        if count > 1:
+            self.counts[object_id] = count - 1
             return
         self.counts.pop(object_id, None)
         if self.on_zero is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,31 @@ def test_fetched_error_is_not_reported_as_unhandled(ray_start, driver_output):
     gc.collect()
     assert wait_until(lambda: marker in output()), output()
     assert message not in output()
+
+
+class UnpicklableError(Exception):
+    def __init__(self, message):
+        super().__init__(message)
+        self.lock = threading.Lock()  # cannot travel back to the caller as it is
+
+
+def test_unpicklable_exception_still_raises_ray_task_error(ray_start):
+    @ray.remote
+    def fail():
+        raise UnpicklableError("cannot pickle me")
+
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        ray.get(fail.remote(), timeout=CONDITION_TIMEOUT)
+    assert "UnpicklableError" in str(info.value)
+    assert "cannot pickle me" in str(info.value)
+
+
+def test_unserializable_return_value_fails_at_get(ray_start):
+    @ray.remote
+    def returns_a_lock():
+        return threading.Lock()
+
+    with pytest.raises(ray.exceptions.RayError):
+        ray.get(returns_a_lock.remote(), timeout=CONDITION_TIMEOUT)
+    # The worker survived, or was replaced: the cluster still runs tasks.
+    assert ray.get(add_one.remote(1), timeout=CONDITION_TIMEOUT) == 2

@@ -466,3 +466,157 @@ def test_tasks_guide_example_runs():
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert "tasks guide: all examples passed" in completed.stdout
+
+
+# ---- refs created and returned by tasks ----------------------------------------------------
+
+
+def test_same_ref_passed_twice(ray_start):
+    ref = inc.remote(1)
+    assert ray.get(add.remote(ref, ref)) == 4
+
+
+def test_task_returning_refs_of_tasks_it_submitted(ray_start):
+    @ray.remote
+    def submit_children():
+        # Fire-and-forget inside a task: the caller gets the refs and fetches the values.
+        return [inc.remote(i) for i in range(3)]
+
+    refs = ray.get(submit_children.remote(), timeout=CONDITION_TIMEOUT)
+    assert all(isinstance(ref, ray.ObjectRef) for ref in refs)
+    assert ray.get(refs, timeout=CONDITION_TIMEOUT) == [1, 2, 3]
+    assert ray.get(add.remote(refs[0], refs[2]), timeout=CONDITION_TIMEOUT) == 4
+
+
+def test_ref_put_inside_a_task_returned_to_the_caller(ray_start):
+    @ray.remote
+    def put_inside(i):
+        return ray.put({"made": "in a task", "i": i})
+
+    for i in range(5):
+        inner = ray.get(put_inside.remote(i), timeout=CONDITION_TIMEOUT)
+        assert isinstance(inner, ray.ObjectRef)
+        assert ray.get(inner, timeout=CONDITION_TIMEOUT) == {"made": "in a task", "i": i}
+        # ...and the caller can pass it on to other tasks.
+        assert ray.get(identity.remote(inner), timeout=CONDITION_TIMEOUT)["i"] == i
+
+
+def test_get_with_timeout_inside_a_task(ray_start, workdir):
+    gate = workdir / "gate"
+
+    @ray.remote
+    def impatient(ref_list):
+        try:
+            ray.get(ref_list[0], timeout=0.2)
+        except ray.exceptions.GetTimeoutError as error:
+            return isinstance(error, TimeoutError)
+        return "no timeout"
+
+    # Half a CPU each, so both fit on 2 CPUs alongside anything still finishing.
+    pending = gated.options(num_cpus=0.5).remote(str(gate))
+    try:
+        assert ray.get(impatient.options(num_cpus=0.5).remote([pending])) is True
+    finally:
+        gate.touch()
+    assert ray.get(pending) == 1
+
+
+def test_many_small_tasks(ray_start):
+    refs = [inc.remote(i) for i in range(1000)]
+    assert ray.get(refs, timeout=100) == list(range(1, 1001))
+
+
+def test_borrowed_ref_forwarded_to_a_nested_task(ray_start, workdir):
+    gate = workdir / "gate"
+
+    @ray.remote
+    def forward(refs):
+        # A ref this task did not create, passed on as a direct argument of a child task.
+        return ray.get(inc.remote(refs[0]))
+
+    ready_ref = ray.put(41)
+    pending_ref = gated.options(num_cpus=0.5).remote(str(gate), 9)
+    assert ray.get(forward.options(num_cpus=0.5).remote([ready_ref])) == 42
+    later = forward.options(num_cpus=0.5).remote([pending_ref])
+    gate.touch()
+    assert ray.get(later, timeout=CONDITION_TIMEOUT) == 10
+
+
+def test_submitting_from_many_driver_threads(ray_start):
+    results = {}
+
+    def work(index):
+        refs = [add.remote(index, i) for i in range(50)]
+        results[index] = ray.get(refs, timeout=100)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {t: [t + i for i in range(50)] for t in range(4)}
+
+
+def test_zero_cpu_task_runs_while_all_cpus_are_busy(ray_start, workdir):
+    gate = workdir / "gate"
+    busy = [gated.remote(str(gate), i) for i in range(2)]  # both CPUs taken until the gate
+
+    @ray.remote(num_cpus=0)
+    def free_ride():
+        return "ran"
+
+    try:
+        assert ray.get(free_ride.remote(), timeout=CONDITION_TIMEOUT) == "ran"
+        assert ray.wait(busy, num_returns=2, timeout=0)[0] == []  # still held
+    finally:
+        gate.touch()
+    assert ray.get(busy) == [0, 1]
+
+
+# ---- fault tolerance (the guide's defaults: system failures are retried) -----------------
+
+
+def _attempt(directory):
+    """Counts the calls made with `directory`: 1 for the first, 2 for the next..."""
+    Path(directory, uuid.uuid4().hex).touch()
+    return len(os.listdir(directory))
+
+
+@ray.remote
+def crash_first_time(directory):
+    if _attempt(directory) == 1:
+        os._exit(1)  # the worker process dies mid-task: a system failure
+    return "recovered"
+
+
+def test_task_whose_worker_died_is_retried(ray_start, workdir):
+    assert ray.get(crash_first_time.remote(str(workdir)), timeout=100) == "recovered"
+    assert len(os.listdir(workdir)) == 2
+
+
+def test_worker_death_without_retries_raises(ray_start, workdir):
+    ref = crash_first_time.options(max_retries=0).remote(str(workdir))
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        ray.get(ref, timeout=100)
+    assert len(os.listdir(workdir)) == 1
+
+
+def test_retry_exceptions_retries_application_errors(ray_start, workdir):
+    @ray.remote(max_retries=3, retry_exceptions=[ValueError])
+    def flaky(directory):
+        if _attempt(directory) < 3:
+            raise ValueError("not yet")
+        return "third time"
+
+    @ray.remote(max_retries=3)  # retry_exceptions defaults to False
+    def not_retried(directory):
+        _attempt(directory)
+        raise ValueError("once")
+
+    (workdir / "a").mkdir()
+    assert ray.get(flaky.remote(str(workdir / "a")), timeout=100) == "third time"
+    assert len(os.listdir(workdir / "a")) == 3
+    (workdir / "b").mkdir()
+    with pytest.raises(ValueError):
+        ray.get(not_retried.remote(str(workdir / "b")), timeout=100)
+    assert len(os.listdir(workdir / "b")) == 1

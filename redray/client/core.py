@@ -41,6 +41,8 @@ from redray.objectstore.serialization import (
     dumps,
     serialize,
 )
+from redray.objectstore.local_objects import LocalObjects
+from redray.objectstore.refcount import ReferenceCounter
 from redray.objectstore.shm_store import SharedMemoryStore, store_directory
 from redray.scheduler.placement import Placement
 from redray.task_spec import Arg, TaskSpec
@@ -94,7 +96,37 @@ class CoreClient:
         #: Set by a worker so its node daemon can lend the task's CPU while it blocks.
         self.on_block: Callable[[], None] | None = None
         self.on_unblock: Callable[[], None] | None = None
+        self._init_object_store()
         _tracker.on_zero = self._on_last_ref_dropped
+
+    def _init_object_store(self) -> None:
+        """Object access and reference counting (redray/objectstore/)."""
+        self.local_objects = LocalObjects(self.redis, self.commands, self.node_id, self.nodes)
+        self.refs = ReferenceCounter(
+            self.commands,
+            self._owned_pending.__contains__,
+            self.batcher.flush,
+            self.local_objects.delete_freed,
+        )
+        #: Refs a task's arguments hold until its result is committed (first return id ->
+        #: refs): a pending task's arguments are never freed under it.
+        self._task_refs: dict[str, list[ObjectRef]] = {}
+        self._arg_refs = threading.local()
+        _tracker.on_first = self.refs.on_first_ref
+
+    def _hold_for_task(self, *refs: ObjectRef) -> None:
+        """Keep refs used by the arguments being prepared; submit() attaches them."""
+        held = getattr(self._arg_refs, "refs", None)
+        if held is None:
+            held = self._arg_refs.refs = []
+        held.extend(refs)
+
+    def _attach_arg_refs(self, spec: TaskSpec) -> None:
+        held = getattr(self._arg_refs, "refs", None)
+        if held:
+            self._arg_refs.refs = None
+            key = spec.return_ids[0] if spec.return_ids else spec.task_id  # no result: kept
+            self._task_refs[key] = held
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -106,8 +138,13 @@ class CoreClient:
                     self._reader.start()
 
     def close(self) -> None:
+        _tracker.on_first = None
         _tracker.on_zero = None
+        for object_id in list(_tracker.counts):  # this process's refs end with it
+            self.refs.on_last_ref(object_id)
+        _tracker.counts.clear()
         try:
+            self.refs.close()
             self.batcher.close()
             if self._reader is not None:
                 self._reader.stop()
@@ -130,9 +167,12 @@ class CoreClient:
     def store_serialized(self, object_id: str, serialized: SerializedObject) -> Entry:
         """Keep a value inline when small, else write it once into this node's store."""
         size = serialized.total_size
+        if serialized.contained_refs:  # refs inside a stored object live as long as it does
+            self.refs.contain(object_id, [ref.hex() for ref in serialized.contained_refs])
         if size <= INLINE_MAX_BYTES or self.store is None:
             return Entry("v", size, "", serialized.to_bytes())
-        self.store.write(object_id, serialized)
+        self.refs.flush()  # free what this process dropped before taking more memory
+        self.local_objects.write(object_id, serialized)
         return Entry("s", size, self.node_id or "", b"")
 
     def put(self, value: Any) -> ObjectRef:
@@ -145,6 +185,7 @@ class CoreClient:
         entry = self.store_serialized(object_id, serialize(value))
         self.objects.commit(object_id, entry)
         self.batcher.add("HSET", keys.obj(object_id), *_fields(entry, self))
+        self.refs.own(object_id)
         return ObjectRef(object_id, self.client_id)
 
     def get(self, object_ids: list[str], timeout: float | None) -> list[Any]:
@@ -171,15 +212,9 @@ class CoreClient:
         return deserialize(self._read_shared(object_id, entry))
 
     def _read_shared(self, object_id: str, entry: Entry) -> memoryview:
-        # Every node's store on this host is readable directly; other hosts' objects are
-        # pulled by the object transfer (see objectstore/).
-        try:
-            return SharedMemoryStore(store_directory(entry.node)).read(object_id)
-        except FileNotFoundError:
-            raise ObjectLostError(
-                f"Object {object_id} ({entry.size} bytes) is no longer in the object store of "
-                f"node {entry.node}; it was freed, or the node died."
-            ) from None
+        # This node's store is mapped directly; other nodes' objects are pulled into it
+        # from their transfer servers first (see objectstore/local_objects.py).
+        return self.local_objects.read(object_id, entry.node, entry.size)
 
     def _await(
         self,
@@ -235,6 +270,9 @@ class CoreClient:
             self._in_flight.pop(ids.task_id_of(object_id), None)
             dependents = self._waiting_on.pop(object_id, [])
             self.objects.commit(object_id, entry)
+            self.refs.committed(object_id)
+            released_args = self._task_refs.pop(object_id, None)
+        del released_args  # the task is done with its arguments
         if entry.kind == "e" and object_id not in _tracker.counts:
             self._report_unhandled_error(object_id)
         for waiting in dependents:
@@ -247,6 +285,7 @@ class CoreClient:
         if entry is not None and entry.kind == "e":
             self._report_unhandled_error(object_id)
         self.objects.discard(object_id)
+        self.refs.on_last_ref(object_id)
 
     def _report_unhandled_error(self, object_id: str) -> None:
         if object_id in self._fetched_errors or os.environ.get("RAY_IGNORE_UNHANDLED_ERRORS"):
@@ -266,6 +305,7 @@ class CoreClient:
 
     def prepare_arg(self, value: Any, task_name: str) -> Arg:
         if isinstance(value, ObjectRef):
+            self._hold_for_task(value)
             return ("r", value.hex())
         try:
             serialized = serialize(value)
@@ -274,16 +314,22 @@ class CoreClient:
                 f"Could not serialize the argument {value!r} for task {task_name}: {error}"
             ) from error
         if serialized.total_size <= INLINE_MAX_BYTES or self.store is None:
+            self._hold_for_task(*serialized.contained_refs)
             return ("v", serialized.to_bytes())
         # Large arguments go into the object store once, as Ray does with an implicit put.
         object_id = ids.object_id_for(ids.new_task_id(), 0)
         entry = self.store_serialized(object_id, serialized)
         self.batcher.add("HSET", keys.obj(object_id), *_fields(entry, self))
+        self.refs.own(object_id)
+        self._hold_for_task(ObjectRef(object_id, self.client_id))
         return ("o", object_id, tuple(entry))
 
     def submit(self, spec: TaskSpec, strategy: Any) -> list[ObjectRef]:
         """Queue a task; it is sent to a node once its ObjectRef arguments are ready."""
+        for object_id in spec.return_ids:
+            self.refs.own(object_id)
         refs = [ObjectRef(object_id, self.client_id) for object_id in spec.return_ids]
+        self._attach_arg_refs(spec)
         if runtime_context.current.task_id is not None and spec.return_ids:
             self.children.append(spec.return_ids[0])
         dependencies = [arg[1] for arg in _all_args(spec) if arg[0] == "r"]
@@ -432,8 +478,10 @@ class CoreClient:
         final_state: str = "finished",
     ) -> bool:
         """Commit a task's return values once; True if this call committed them."""
-        # Objects the task put (or submitted) must be visible before a result refers to them.
+        # Objects the task put (or submitted) must be visible before a result refers to them,
+        # and so must the borrows it took (refcount.py).
         self.batcher.flush()
+        self.refs.flush()
         own = pipe or self.redis.pipeline(transaction=False)
         results.commit_outputs(self.commands, own, spec, entries, final_state)
         if record_failure:
@@ -453,7 +501,10 @@ class CoreClient:
         keep their order); on a dead actor the call fails at once with its death error
         (`dead_error` when the actor is unknown).
         """
+        for object_id in spec.return_ids:
+            self.refs.own(object_id)
         refs = [ObjectRef(object_id, self.client_id) for object_id in spec.return_ids]
+        self._attach_arg_refs(spec)
         with self.objects.lock:
             self._owned_pending.update(spec.return_ids)
         payload = pickle.dumps(spec, protocol=5)

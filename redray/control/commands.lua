@@ -232,3 +232,88 @@ if left <= 0 and redis.call('HGET', akey, 'refcounted') == '1'
   redis.call('XADD', akey .. ':mailbox', '*', 'terminate', '1')
 end
 return left
+
+-- command: obj_refs
+-- Tables: object directory (obj:*, obj:*:locations, obj:*:waiters).
+-- Applies one process's reference changes, in order, and frees what nobody refers to any
+-- more (redray/objectstore/refcount.py). Field b of an entry counts borrowers (processes
+-- holding refs they do not own, and objects containing the ref); field r is set when the
+-- owner dropped its last ref; an entry goes when r is set and b is 0. Freeing an object
+-- releases the borrows it held on the refs it contains (field c), possibly freeing those.
+-- ARGV: prefix, then operations: '+' id (borrow) | '-' id (unborrow) | 'o' id (owner
+--       released) | 'c' id n inner_1..inner_n (id contains these refs: borrow them)
+-- Returns, for each freed object kept in a store, {id, primary node, other nodes...}.
+local p = ARGV[1]
+local freed = {}
+local function free(first)
+  local work = {first}
+  while #work > 0 do
+    local id = table.remove(work)
+    local okey = p .. 'obj:' .. id
+    local f = redis.call('HMGET', okey, 'k', 'n', 'c')
+    if f[1] == 's' then
+      local out = {id, f[2]}
+      for _, node in ipairs(redis.call('SMEMBERS', okey .. ':locations')) do
+        if node ~= f[2] then out[#out + 1] = node end
+      end
+      freed[#freed + 1] = out
+    end
+    redis.call('DEL', okey, okey .. ':locations', okey .. ':waiters')
+    if f[3] then
+      for inner in string.gmatch(f[3], '[^,]+') do
+        local ikey = p .. 'obj:' .. inner
+        if redis.call('HINCRBY', ikey, 'b', -1) <= 0 then
+          if redis.call('HGET', ikey, 'r') == '1' then
+            work[#work + 1] = inner
+          elseif redis.call('HEXISTS', ikey, 'k') == 0 then
+            redis.call('DEL', ikey)
+          end
+        end
+      end
+    end
+  end
+end
+local i = 2
+while i <= #ARGV do
+  local op, id = ARGV[i], ARGV[i + 1]
+  i = i + 2
+  local okey = p .. 'obj:' .. id
+  if op == '+' then
+    redis.call('HINCRBY', okey, 'b', 1)
+  elseif op == '-' then
+    if redis.call('HINCRBY', okey, 'b', -1) <= 0 then
+      if redis.call('HGET', okey, 'r') == '1' then
+        free(id)
+      elseif redis.call('HEXISTS', okey, 'k') == 0 then
+        redis.call('DEL', okey)
+      end
+    end
+  elseif op == 'o' then
+    if redis.call('EXISTS', okey) == 1 then
+      if tonumber(redis.call('HGET', okey, 'b') or '0') <= 0 then
+        free(id)
+      else
+        redis.call('HSET', okey, 'r', '1')
+      end
+    end
+  elseif op == 'c' then
+    local n = tonumber(ARGV[i])
+    local inner = {}
+    for j = 1, n do
+      inner[j] = ARGV[i + j]
+      redis.call('HINCRBY', p .. 'obj:' .. ARGV[i + j], 'b', 1)
+    end
+    i = i + 1 + n
+    redis.call('HSET', okey, 'c', table.concat(inner, ','))
+  end
+end
+return freed
+
+-- command: obj_add_location
+-- Tables: object directory.
+-- A node pulled a copy of an object: records it, unless the object was freed meanwhile.
+-- ARGV: prefix, object_id, node_id. Returns 1 if recorded.
+local okey = ARGV[1] .. 'obj:' .. ARGV[2]
+if redis.call('EXISTS', okey) == 0 then return 0 end
+redis.call('SADD', okey .. ':locations', ARGV[3])
+return 1

@@ -12,8 +12,10 @@ test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 | {p}node_events                   | stream | node joined / left, read by every client             |
 | {p}fn:{function_id}              | string | pickled function or class, exported once             |
 | {p}obj:{object_id}               | hash   | object directory entry: owner, kind, size, node,     |
-|                                  |        | inline value (field d) for small objects             |
+|                                  |        | inline value (field d) for small objects; refcount:  |
+|                                  |        | b borrowers, r owner released, c contained ids       |
 | {p}obj:{object_id}:waiters       | set    | client ids to notify when the object is committed    |
+| {p}obj:{object_id}:locations     | set    | nodes holding a copy besides the primary (field n)   |
 | {p}notify:{client_id}             | stream | readiness notifications for one client process      |
 | {p}task:{task_id}                | hash   | task state, attempts, node, worker pid               |
 | {p}errors                        | list   | JSON failure records (newest first), error_info()    |
@@ -52,6 +54,10 @@ def obj(object_id: str) -> str:
 
 def obj_waiters(object_id: str) -> str:
     return f"{PREFIX}obj:{object_id}:waiters"
+
+
+def obj_locations(object_id: str) -> str:
+    return f"{PREFIX}obj:{object_id}:locations"
 
 
 def notify(client_id: str) -> str:

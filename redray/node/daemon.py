@@ -440,21 +440,15 @@ def _as_dict(fields: Any) -> dict[bytes, bytes]:
 
 
 def node_ip() -> str:
-    """This machine's address as other nodes see it: REDRAY_NODE_IP, else the first
-    non-loopback IPv4 address of an interface that is up, else loopback."""
+    """This machine's address as other nodes see it: REDRAY_NODE_IP when set (a node of a
+    multi-host cluster should set it), else what the host name resolves to."""
     explicit = os.environ.get("REDRAY_NODE_IP")
     if explicit:
         return explicit
-    import psutil
-
-    stats = psutil.net_if_stats()
-    for name, addresses in psutil.net_if_addrs().items():
-        if name in stats and not stats[name].isup:
-            continue
-        for address in addresses:
-            if address.family == socket.AF_INET and not address.address.startswith("127."):
-                return address.address
-    return "127.0.0.1"
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
 
 
 def main(argv: list[str] | None = None) -> None:
