@@ -27,7 +27,7 @@ from typing import Any
 
 import cloudpickle
 
-from redray import api, ids, runtime_context
+from redray import api, generators, ids, runtime_context
 from redray import options as options_module
 from redray.control import keys
 from redray.exceptions import ActorAlreadyExistsError, ActorDiedError
@@ -46,7 +46,7 @@ _METHOD_OPTIONS = frozenset(
 
 @dataclass(frozen=True)
 class MethodInfo:
-    num_returns: int = 1
+    num_returns: int | str = 1
     is_async: bool = False
     signature: inspect.Signature | None = None
 
@@ -62,8 +62,7 @@ def method(*args: Any, **kwargs: Any) -> Any:
             f"@redray.method(num_returns=2); got {list(args) + sorted(unknown)}."
         )
     num_returns = kwargs.get("num_returns", 1)
-    if not isinstance(num_returns, int) or num_returns < 0:
-        raise ValueError(f"num_returns must be a non-negative int; got {num_returns!r}.")
+    _check_method_returns(num_returns)
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         function.__redray_num_returns__ = num_returns  # type: ignore[attr-defined]
@@ -77,8 +76,8 @@ def _method_table(cls: type) -> dict[str, MethodInfo]:
     for name, member in inspect.getmembers(cls, predicate=inspect.isfunction):
         if name.startswith("__") and name != "__call__":
             continue
-        if inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member):
-            continue  # generator methods are not supported
+        if inspect.isasyncgenfunction(member):
+            continue  # async generator methods are not supported
         static = isinstance(inspect.getattr_static(cls, name), staticmethod)
         try:
             signature = inspect.signature(member)
@@ -88,8 +87,9 @@ def _method_table(cls: type) -> dict[str, MethodInfo]:
             cloudpickle.dumps(signature)
         except Exception:
             signature = None
+        default_returns = "streaming" if inspect.isgeneratorfunction(member) else 1
         table[name] = MethodInfo(
-            getattr(member, "__redray_num_returns__", 1),
+            getattr(member, "__redray_num_returns__", default_returns),
             inspect.iscoroutinefunction(member),
             signature,
         )
@@ -338,6 +338,16 @@ def _rebuild_handle(
     return ActorHandle(actor_id, class_name, methods, _token=token)
 
 
+def _check_method_returns(num_returns: Any) -> None:
+    if num_returns in ("streaming", "dynamic"):
+        return
+    if not isinstance(num_returns, int) or isinstance(num_returns, bool) or num_returns < 0:
+        raise ValueError(
+            "num_returns must be a non-negative int, 'streaming' or 'dynamic'; "
+            f"got {num_returns!r}."
+        )
+
+
 class ActorMethod:
     """`handle.method`: call it with `.remote(...)`."""
 
@@ -358,8 +368,7 @@ class ActorMethod:
         method_options.pop("concurrency_group", None)
         if method_options:
             raise ValueError(f"Unsupported actor method options: {sorted(method_options)}.")
-        if not isinstance(num_returns, int) or num_returns < 0:
-            raise ValueError(f"num_returns must be a non-negative int; got {num_returns!r}.")
+        _check_method_returns(num_returns)
         return ActorMethod(self._handle, self._name, num_returns)
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:
@@ -376,23 +385,35 @@ class ActorMethod:
                 raise TypeError(f"{qualified}.remote(): {error}") from None
         client = api.current_client()
         task_id = ids.new_task_id()
+        num_returns = self._num_returns
+        extra: dict[str, Any] = {"method": self._name}
+        if num_returns == "streaming":
+            return_ids = [generators.item_id(task_id, generators.STREAM_END_INDEX)]
+            extra["generator"] = num_returns
+        else:
+            count = 1 if num_returns == "dynamic" else num_returns
+            return_ids = [ids.object_id_for(task_id, i + 1) for i in range(count)]
+            if num_returns == "dynamic":
+                extra["generator"] = num_returns
         spec = TaskSpec(
             task_id=task_id,
             name=qualified,
             function_id="",
             args=[client.prepare_arg(value, qualified) for value in args],
             kwargs={k: client.prepare_arg(v, qualified) for k, v in kwargs.items()},
-            return_ids=[ids.object_id_for(task_id, i + 1) for i in range(self._num_returns)],
+            return_ids=return_ids,
             owner=client.client_id,
             demand={},
             job_id=client.job_id,
             max_retries=0,
-            extra={"method": self._name},
+            extra=extra,
         )
         refs = client.submit_actor_call(handle._actor_id_hex, spec, handle._death_fallback())
-        if self._num_returns == 0:
+        if num_returns == "streaming":
+            return generators.ObjectRefGenerator(task_id, client.client_id)
+        if num_returns == 0:
             return None
-        return refs[0] if self._num_returns == 1 else refs
+        return refs[0] if num_returns in (1, "dynamic") else refs
 
 
 # ---- named actors, kill, shutdown ---------------------------------------------------------

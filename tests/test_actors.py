@@ -331,3 +331,21 @@ def test_named_actor_ends_when_last_handle_is_dropped(cluster):
     _wait_until(lambda: _process_gone(pid), what="the actor process to exit")
     with pytest.raises(ValueError):
         ray.get_actor("dropped-counter")
+
+
+@pytest.mark.timeout(120)
+def test_generator_method_streams_items(cluster):
+    @ray.remote
+    class Source:
+        def count_to(self, n: int) -> Any:
+            for i in range(1, n + 1):
+                yield i
+
+        @ray.method(num_returns="dynamic")
+        def negatives(self, n: int) -> Any:
+            for i in range(n):
+                yield -i
+
+    source = Source.remote()
+    assert [ray.get(ref) for ref in source.count_to.remote(4)] == [1, 2, 3, 4]
+    assert [ray.get(ref) for ref in ray.get(source.negatives.remote(3))] == [0, -1, -2]

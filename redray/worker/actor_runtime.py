@@ -326,7 +326,7 @@ class ActorRuntime:
             result = method(*args, **kwargs)
             if inspect.iscoroutine(result):  # an async method on a thread: run it here
                 result = asyncio.run(result)
-            entries, error = self.executor._store_returns(spec, result), None
+            entries, error = self._outputs(spec, result)
         except Exception as raised:
             entries, error = self.executor._error_entries(spec, raised), raised
         if defer:
@@ -358,10 +358,19 @@ class ActorRuntime:
             result = method(*args, **kwargs)
             if inspect.isawaitable(result):
                 result = await result
-            entries, error = self.executor._store_returns(spec, result), None
+            entries, error = self._outputs(spec, result)
         except Exception as raised:
             entries, error = self.executor._error_entries(spec, raised), raised
         self._commit(entry_id, spec, entries, failed=error is not None)
+
+    def _outputs(self, spec: TaskSpec, result: Any) -> tuple[list[Entry], BaseException | None]:
+        """Store a call's return values; a generator method streams its items first."""
+        mode = spec.extra.get("generator")
+        if mode == "streaming":
+            return self.executor._stream(spec, result)
+        if mode == "dynamic":
+            result = self.executor._dynamic(spec, result)
+        return self.executor._store_returns(spec, result), None
 
     def _commit_error_arg(self, entry_id: bytes, spec: TaskSpec, error: RayError) -> None:
         if isinstance(error, RayTaskError):
