@@ -2,27 +2,22 @@
 -- "-- command:" line and loaded by redray/control/scripts.py. ARGV[1] is always the key
 -- prefix (redray/control/keys.py); key names are built here from it.
 
--- command: commit_objects
--- Tables: task (state), object directory (obj:*), waiters, notification streams.
--- Commits the outputs of one task attempt exactly once, leaving the task in final_state
--- ('finished', or 'cancelled' when ray.cancel commits TaskCancelledError).
--- ARGV: prefix, task_id, owner, final_state, n, then n groups of
---       object_id, kind ('v' inline value | 's' shared memory | 'e' error), size, node, data
--- A task whose state is already terminal is not committed again, so a slow first attempt
--- that finishes after a retry started (or after a cancel) cannot report twice.
--- Returns 1 if committed, else 0.
-local p, task_id, owner, final_state, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local tkey = p .. 'task:' .. task_id
-local state = redis.call('HGET', tkey, 'state')
-if state == 'finished' or state == 'cancelled' then
-  return 0
+-- library: local functions shared by every command below (prepended to each script).
+
+-- Gives a task its terminal state once; false if it already had one.
+local function finish_task(p, task_id, final_state)
+  local tkey = p .. 'task:' .. task_id
+  local state = redis.call('HGET', tkey, 'state')
+  if state == 'finished' or state == 'cancelled' then
+    return false
+  end
+  redis.call('HSET', tkey, 'state', final_state)
+  redis.call('EXPIRE', tkey, 3600)
+  return true
 end
-redis.call('HSET', tkey, 'state', final_state)
-redis.call('EXPIRE', tkey, 3600)
-for i = 0, n - 1 do
-  local base = 6 + i * 5
-  local oid, kind, size, node, data =
-    ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
+
+-- Writes one object directory entry and notifies its owner and every registered waiter.
+local function commit_object(p, oid, owner, kind, size, node, data)
   local okey = p .. 'obj:' .. oid
   redis.call('HSET', okey, 'k', kind, 's', size, 'n', node, 'd', data, 'o', owner)
   local entry = {'o', oid, 'k', kind, 's', size, 'n', node, 'd', data}
@@ -36,6 +31,25 @@ for i = 0, n - 1 do
     end
   end
   redis.call('DEL', wkey)
+end
+
+-- command: commit_objects
+-- Tables: task (state), object directory (obj:*), waiters, notification streams.
+-- Commits the outputs of one task attempt exactly once, leaving the task in final_state
+-- ('finished', or 'cancelled' when ray.cancel commits TaskCancelledError).
+-- ARGV: prefix, task_id, owner, final_state, n, then n groups of
+--       object_id, kind ('v' inline value | 's' shared memory | 'e' error), size, node, data
+-- A task whose state is already terminal is not committed again, so a slow first attempt
+-- that finishes after a retry started (or after a cancel) cannot report twice.
+-- Returns 1 if committed, else 0.
+local p, task_id, owner, final_state, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+if not finish_task(p, task_id, final_state) then
+  return 0
+end
+for i = 0, n - 1 do
+  local base = 6 + i * 5
+  commit_object(p, ARGV[base], owner, ARGV[base + 1], ARGV[base + 2], ARGV[base + 3],
+    ARGV[base + 4])
 end
 return 1
 
@@ -99,22 +113,9 @@ if state and state ~= 'dead' then
   return 1
 end
 local data = redis.call('HGET', akey, 'death') or fallback
-local tkey = p .. 'task:' .. task_id
-if redis.call('HGET', tkey, 'state') == 'finished' then return 0 end
-redis.call('HSET', tkey, 'state', 'finished')
-redis.call('EXPIRE', tkey, 3600)
+if not finish_task(p, task_id, 'finished') then return 0 end
 for _, oid in ipairs(rids) do
-  local okey = p .. 'obj:' .. oid
-  redis.call('HSET', okey, 'k', 'e', 's', #data, 'n', '', 'd', data, 'o', owner)
-  local entry = {'o', oid, 'k', 'e', 's', #data, 'n', '', 'd', data}
-  redis.call('XADD', p .. 'notify:' .. owner, '*', unpack(entry))
-  local wkey = okey .. ':waiters'
-  for _, client in ipairs(redis.call('SMEMBERS', wkey)) do
-    if client ~= owner then
-      redis.call('XADD', p .. 'notify:' .. client, '*', unpack(entry))
-    end
-  end
-  redis.call('DEL', wkey)
+  commit_object(p, oid, owner, 'e', #data, '', data)
 end
 return 0
 
@@ -150,25 +151,9 @@ for _, item in ipairs(redis.call('XRANGE', mkey, '-', '+')) do
   local f = {}
   local flat = item[2]
   for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
-  if f['t'] then
-    local tkey = p .. 'task:' .. f['t']
-    if redis.call('HGET', tkey, 'state') ~= 'finished' then
-      redis.call('HSET', tkey, 'state', 'finished')
-      redis.call('EXPIRE', tkey, 3600)
-      local owner = f['o']
-      for oid in string.gmatch(f['r'], '[^,]+') do
-        local okey = p .. 'obj:' .. oid
-        redis.call('HSET', okey, 'k', 'e', 's', #data, 'n', '', 'd', data, 'o', owner)
-        local entry = {'o', oid, 'k', 'e', 's', #data, 'n', '', 'd', data}
-        redis.call('XADD', p .. 'notify:' .. owner, '*', unpack(entry))
-        local wkey = okey .. ':waiters'
-        for _, client in ipairs(redis.call('SMEMBERS', wkey)) do
-          if client ~= owner then
-            redis.call('XADD', p .. 'notify:' .. client, '*', unpack(entry))
-          end
-        end
-        redis.call('DEL', wkey)
-      end
+  if f['t'] and finish_task(p, f['t'], 'finished') then
+    for oid in string.gmatch(f['r'], '[^,]+') do
+      commit_object(p, oid, f['o'], 'e', #data, '', data)
     end
   end
 end

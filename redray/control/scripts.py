@@ -20,10 +20,12 @@ _SECTION = re.compile(r"^-- command: (\w+)\s*$", re.MULTILINE)
 
 
 def _load_sources() -> dict[str, str]:
+    """Each command's script, with the shared library (the file's preamble) prepended."""
     text = resources.files("redray.control").joinpath("commands.lua").read_text()
     parts = _SECTION.split(text)
-    # parts = [preamble, name1, body1, name2, body2, ...]
-    return {parts[i]: parts[i + 1] for i in range(1, len(parts), 2)}
+    # parts = [preamble (header comments + library functions), name1, body1, name2, ...]
+    library = parts[0]
+    return {parts[i]: library + parts[i + 1] for i in range(1, len(parts), 2)}
 
 
 _SOURCES = _load_sources()
