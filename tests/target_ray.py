@@ -15,8 +15,9 @@ from __future__ import annotations
 import importlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 AGAINST = (os.environ.get("REDRAY_TEST_AGAINST") or "redray").strip().lower()
 if AGAINST not in ("redray", "ray"):
@@ -53,8 +54,9 @@ def wait_for_path(path: str | os.PathLike, timeout: float = CONDITION_TIMEOUT) -
     return bool(wait_until(lambda: os.path.exists(path), timeout))
 
 
-def rendezvous(directory: str | os.PathLike, name: str, count: int,
-               timeout: float = CONDITION_TIMEOUT) -> int:
+def rendezvous(
+    directory: str | os.PathLike, name: str, count: int, timeout: float = CONDITION_TIMEOUT
+) -> int:
     """Check in as `name` under `directory`, then wait until `count` parties have checked in.
 
     Returns how many had checked in: `count` proves that `count` callers were running at
