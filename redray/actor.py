@@ -34,6 +34,7 @@ from redray.exceptions import ActorAlreadyExistsError, ActorDiedError
 from redray.object_ref import ObjectRef
 from redray.objectstore.serialization import dumps
 from redray.task_spec import TaskSpec
+from redray.util.placement_group import scheduling_strategy_for
 
 #: Methods every actor has (Ray's names).
 _BUILTIN_METHODS = ("__ray_ready__", "__ray_terminate__")
@@ -224,7 +225,8 @@ class ActorClass:
                 "max_task_retries": resolved["max_task_retries"],
             },
         )
-        ready = client.submit(spec, resolved.get("scheduling_strategy") or "DEFAULT")[0]
+        strategy = scheduling_strategy_for(spec, resolved, self.__name__)
+        ready = client.submit(spec, strategy or "DEFAULT")[0]
         if not detached:
             _owned.setdefault(client.client_id, []).append(actor_id)
         return ActorHandle(actor_id, self.__name__, export.methods, _ready=ready, _acquire=False)

@@ -193,6 +193,9 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
             from redray.actor import kill_owned_actors
 
             kill_owned_actors(session.client)
+        from redray.util.placement_group import shutdown_client
+
+        shutdown_client(session.client, remove_owned=session.cluster is None)
         session.client.close()
         if session.cluster is not None:
             session.cluster.stop()

@@ -20,7 +20,7 @@ import redis
 from redray import ids
 from redray.client.node_view import read_nodes
 from redray.node.redis_launcher import RedisServer, start_redis
-from redray.objectstore.shm_store import store_directory
+from redray.objectstore.shm_store import spill_directory, store_directory
 
 #: Overrides the directory where `redray start` keeps its state file and session logs.
 STATE_DIR_ENV = "REDRAY_STATE_DIR"
@@ -67,7 +67,7 @@ def node_resources(
     total = {
         "CPU": cpus,
         "memory": float(int(memory * 0.7)),
-        "object_store_memory": float(object_store_memory or int(memory * 0.3)),
+        "object_store_memory": float(object_store_capacity(object_store_memory, memory)),
         f"node:{node_ip}": 1.0,
     }
     if gpus:
@@ -76,6 +76,37 @@ def node_resources(
         total["node:__internal_head__"] = 1.0
     total.update({name: float(amount) for name, amount in (resources or {}).items()})
     return total
+
+
+def object_store_capacity(requested: int | None, available_memory: int) -> int:
+    """The node store's cap: as requested, else 30% of free RAM bounded by /dev/shm's free
+    space. Warns when /dev/shm cannot hold it (objects beyond it then fail or spill)."""
+    from redray.objectstore.shm_store import SHM_ROOT
+
+    shm_free = shutil.disk_usage(SHM_ROOT).free
+    if requested is None:
+        capacity = min(int(available_memory * 0.3), int(shm_free * 0.9))
+        if shm_free < 2 * 2**30:
+            _warn_small_shm(
+                f"{SHM_ROOT} has only {shm_free / 2**20:.0f} MiB free, so the object store is "
+                f"limited to {capacity / 2**20:.0f} MiB; larger working sets spill to disk."
+            )
+        return capacity
+    if requested > shm_free:
+        _warn_small_shm(
+            f"object_store_memory={requested} bytes is more than the {shm_free} bytes free in "
+            f"{SHM_ROOT}: storing that much will fail before the store is full."
+        )
+    return requested
+
+
+def _warn_small_shm(message: str) -> None:
+    import logging
+    import warnings
+
+    message += " In a container, give it a larger /dev/shm (docker run --shm-size=...)."
+    warnings.warn(message, stacklevel=4)
+    logging.getLogger(__name__).warning(message)
 
 
 def start_node_process(
@@ -135,6 +166,7 @@ class EmbeddedCluster:
                 self.daemon.wait()
         self.redis_server.stop()
         shutil.rmtree(store_directory(self.node_id), ignore_errors=True)
+        shutil.rmtree(spill_directory(self.node_id), ignore_errors=True)
         shutil.rmtree(self.session_dir, ignore_errors=True)
 
 

@@ -12,6 +12,7 @@ import cloudpickle
 from redray import api, generators, ids, runtime_context
 from redray import options as options_module
 from redray.task_spec import TaskSpec
+from redray.util.placement_group import scheduling_strategy_for
 
 
 class _Export:
@@ -108,7 +109,8 @@ class RemoteFunction:
             runtime_env=opts.get("runtime_env"),
             extra={"generator": num_returns} if isinstance(num_returns, str) else {},
         )
-        refs = client.submit(spec, opts.get("scheduling_strategy") or "DEFAULT")
+        strategy = scheduling_strategy_for(spec, opts, self._name)
+        refs = client.submit(spec, strategy or "DEFAULT")
         if streaming:
             return generators.ObjectRefGenerator(task_id, client.client_id)
         if num_returns == 0:

@@ -22,6 +22,9 @@ class _Current:
     gpu_ids: list[int] = field(default_factory=list)
     assigned_resources: dict[str, float] = field(default_factory=dict)
     attempt: int = 0
+    #: The placement group of the running task or actor: spec.extra["pg"] (see
+    #: redray/util/placement_group.py), or None.
+    placement_group: dict[str, Any] | None = None
 
 
 current = _Current()

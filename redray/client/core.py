@@ -46,6 +46,7 @@ from redray.objectstore.refcount import ReferenceCounter
 from redray.objectstore.shm_store import SharedMemoryStore, store_directory
 from redray.scheduler.placement import Placement
 from redray.task_spec import Arg, TaskSpec
+from redray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 logger = logging.getLogger(__name__)
 
@@ -184,9 +185,18 @@ class CoreClient:
         object_id = ids.object_id_for(ids.new_task_id(), 0)
         entry = self.store_serialized(object_id, serialize(value))
         self.objects.commit(object_id, entry)
-        self.batcher.add("HSET", keys.obj(object_id), *_fields(entry, self))
+        self._publish(object_id, entry)
         self.refs.own(object_id)
         return ObjectRef(object_id, self.client_id)
+
+    def _publish(self, object_id: str, entry: Entry) -> None:
+        """Write a put object's directory entry; anyone already waiting for it is told."""
+        self.batcher.add(
+            *self.commands.raw(
+                "publish_object", object_id, self.client_id, entry.kind, entry.size,
+                entry.node, entry.data,
+            )
+        )  # fmt: skip
 
     def get(self, object_ids: list[str], timeout: float | None) -> list[Any]:
         self._await(object_ids, len(object_ids), timeout)
@@ -195,7 +205,10 @@ class CoreClient:
     def wait(self, object_ids: list[str], num_returns: int, timeout: float | None) -> set[str]:
         """The ids among `object_ids` that are ready once `num_returns` are (or time is up)."""
         self._await(object_ids, num_returns, timeout, raise_on_timeout=False)
-        return {object_id for object_id in object_ids if object_id in self.objects}
+        ready = {object_id for object_id in object_ids if object_id in self.objects}
+        # As in Ray, an error seen through wait() counts as handled: no "unhandled" log.
+        self._fetched_errors.update(o for o in ready if self.objects.get(o).kind == "e")
+        return ready
 
     def materialize(self, object_id: str) -> Any:
         entry = self.objects.get(object_id)
@@ -271,8 +284,7 @@ class CoreClient:
             dependents = self._waiting_on.pop(object_id, [])
             self.objects.commit(object_id, entry)
             self.refs.committed(object_id)
-            released_args = self._task_refs.pop(object_id, None)
-        del released_args  # the task is done with its arguments
+            self._task_refs.pop(object_id, None)  # the task is done with its arguments
         if entry.kind == "e" and object_id not in _tracker.counts:
             self._report_unhandled_error(object_id)
         for waiting in dependents:
@@ -319,7 +331,7 @@ class CoreClient:
         # Large arguments go into the object store once, as Ray does with an implicit put.
         object_id = ids.object_id_for(ids.new_task_id(), 0)
         entry = self.store_serialized(object_id, serialized)
-        self.batcher.add("HSET", keys.obj(object_id), *_fields(entry, self))
+        self._publish(object_id, entry)
         self.refs.own(object_id)
         self._hold_for_task(ObjectRef(object_id, self.client_id))
         return ("o", object_id, tuple(entry))
@@ -354,6 +366,11 @@ class CoreClient:
         failed = self._resolve_args(spec)
         if failed is not None:
             self.fail_task(spec, failed)
+            return
+        if isinstance(strategy, PlacementGroupSchedulingStrategy):
+            from redray.util.placement_group import dispatch
+
+            dispatch(self, spec, strategy)  # enqueue, hold or fail it
             return
         try:
             node_id = self._place(spec, strategy)
@@ -516,19 +533,3 @@ class CoreClient:
 
 def _all_args(spec: TaskSpec) -> list[Arg]:
     return [*spec.args, *spec.kwargs.values()]
-
-
-def _fields(entry: Entry, client: CoreClient) -> tuple[Any, ...]:
-    """An object directory entry as HSET field/value pairs."""
-    return (
-        "k",
-        entry.kind,
-        "s",
-        entry.size,
-        "n",
-        entry.node,
-        "d",
-        entry.data,
-        "o",
-        client.client_id,
-    )

@@ -53,6 +53,16 @@ for i = 0, n - 1 do
 end
 return 1
 
+-- command: publish_object
+-- Tables: object directory, waiters, notification streams.
+-- Writes the entry of a put object and notifies anyone already waiting for it (the owner
+-- itself is not notified: it has the value).
+-- ARGV: prefix, object_id, owner, kind, size, node, data
+local p = ARGV[1]
+commit_object(p, ARGV[2], '', ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+redis.call('HSET', p .. 'obj:' .. ARGV[2], 'o', ARGV[3])
+return 1
+
 -- command: watch_objects
 -- Tables: object directory, waiters.
 -- Subscribe-then-check in one step: for each object id, returns its entry

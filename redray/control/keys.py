@@ -89,3 +89,22 @@ def actor_mailbox(actor_id: str) -> str:
 
 def actor_tokens(actor_id: str) -> str:
     return f"{PREFIX}actor:{actor_id}:tokens"
+
+
+# ---- placement groups (redray/util/placement_group.py, redray/scheduler/bundles.py) ----
+#: {p}pg:{id}               hash   state (pending|created|removed), name, namespace, strategy,
+#:                                 bundles (JSON), nodes (JSON, node of each bundle), creator,
+#:                                 lifetime, created (time)
+#: {p}pgs                   set    every placement group id (placement_group_table)
+#: {p}named_pgs             hash   "<namespace>\x00<name>" -> placement group id
+#: {p}pg:{id}:reply:{n}     list   the nodes' answers to reservation attempt n
+PLACEMENT_GROUPS = PREFIX + "pgs"
+NAMED_PLACEMENT_GROUPS = PREFIX + "named_pgs"
+
+
+def placement_group(pg_id: str) -> str:
+    return f"{PREFIX}pg:{pg_id}"
+
+
+def placement_group_reply(pg_id: str, attempt: int) -> str:
+    return f"{PREFIX}pg:{pg_id}:reply:{attempt}"

@@ -30,6 +30,7 @@ from redray.node.worker_pool import WorkerPool
 from redray.objectstore import transfer
 from redray.objectstore.serialization import dumps
 from redray.objectstore.shm_store import SharedMemoryStore, store_directory
+from redray.scheduler.bundles import NodePlacementGroups
 from redray.scheduler.local_scheduler import Action, Dispatch, LocalScheduler, QueuedTask
 from redray.task_spec import TaskSpec
 
@@ -82,6 +83,8 @@ class NodeDaemon:
         #: Kill requests for actors whose worker has not reported "actor_started" yet.
         self._pending_kills: set[str] = set()
         self._cancelled: set[str] = set()
+        #: Placement group bundles: reserve/release requests (redray/scheduler/bundles.py).
+        self.placement_groups = NodePlacementGroups(self)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -269,10 +272,16 @@ class NodeDaemon:
                     self._to_ack.append(entry_id)
                     self._kill_actor(fields[b"kill"].decode())
                     continue
+                if b"pg" in fields:  # placement group bundles: {pg, op, ...} (bundles.py)
+                    self._to_ack.append(entry_id)
+                    self.placement_groups.on_request(fields)
+                    continue
                 payload = fields[b"s"]
                 spec: TaskSpec = pickle.loads(payload)
                 if spec.task_id in self._cancelled:
                     self._to_ack.append(entry_id)
+                    continue
+                if "pg" in spec.extra and not self.placement_groups.accept(spec, entry_id):
                     continue
                 self._execute(self.scheduler.add_task(QueuedTask(spec, entry_id, payload)))
 

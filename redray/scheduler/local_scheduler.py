@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from redray.scheduler.bundles import pg_of
 from redray.scheduler.resources import add, fits, shape_key, subtract
 from redray.task_spec import TaskSpec
 
@@ -43,6 +44,8 @@ class _Running:
     held: dict[str, float]
     gpu_ids: list[int]
     blocked: bool = False
+    #: The placement group bundle whose reservation it holds (None: the node's pool).
+    bundle: tuple[str, int] | None = None
 
 
 class GpuAllocator:
@@ -95,11 +98,13 @@ class LocalScheduler:
         self._starting = 0
         #: Workers dedicated to actors, with what each actor holds while it lives.
         self._actors: dict[str, _Running] = {}
+        #: Placement group bundles reserved here: (group id, index) -> what is free in it.
+        self._bundles: dict[tuple[str, int], dict[str, float]] = {}
 
     # ---- events ----------------------------------------------------------------------
 
     def add_task(self, task: QueuedTask) -> list[Action]:
-        self._queues.setdefault(shape_key(task.spec.demand), deque()).append(task)
+        self._queues.setdefault(self._queue_key(task.spec), deque()).append(task)
         return self._schedule()
 
     def worker_ready(self, worker_id: str, *, new: bool) -> list[Action]:
@@ -144,14 +149,14 @@ class LocalScheduler:
         if running is None or running.blocked:
             return []
         running.blocked = True
-        add(self.available, {"CPU": running.held.get("CPU", 0.0)})
+        add(self._pool(running.bundle), {"CPU": running.held.get("CPU", 0.0)})
         return self._schedule()
 
     def worker_unblocked(self, worker_id: str) -> list[Action]:
         running = self._running.get(worker_id)
         if running is not None and running.blocked:
             running.blocked = False
-            subtract(self.available, {"CPU": running.held.get("CPU", 0.0)})
+            subtract(self._pool(running.bundle), {"CPU": running.held.get("CPU", 0.0)})
         return []
 
     def remove_queued(self, task_id: str) -> QueuedTask | None:
@@ -179,20 +184,23 @@ class LocalScheduler:
         released = dict(running.held)
         if running.blocked:
             released.pop("CPU", None)
-        add(self.available, released)
-        subtract(self.available, held)
+        pool = self._pool(running.bundle)
+        add(pool, released)
+        subtract(pool, held)
         gpu_ids = running.gpu_ids
         if not held.get("GPU"):
             self.gpus.release(running.gpu_ids, running.held.get("GPU", 0.0))
             gpu_ids = []
-        self._actors[worker_id] = _Running(running.task, dict(held), gpu_ids)
+        self._actors[worker_id] = _Running(
+            running.task, dict(held), gpu_ids, bundle=running.bundle
+        )
         return self._schedule()
 
     def actor_exited(self, worker_id: str) -> list[Action]:
         """An actor's worker ended: what the actor held is free again."""
         running = self._actors.pop(worker_id, None)
         if running is not None:
-            add(self.available, running.held)
+            add(self._pool(running.bundle), running.held)
             self.gpus.release(running.gpu_ids, running.held.get("GPU", 0.0))
         return self._schedule()
 
@@ -209,13 +217,19 @@ class LocalScheduler:
         held = dict(running.held)
         if running.blocked:
             held.pop("CPU", None)
-        add(self.available, held)
+        add(self._pool(running.bundle), held)
         self.gpus.release(running.gpu_ids, running.held.get("GPU", 0.0))
 
     def _runnable_shape(self, available: dict[str, float]) -> tuple | None:
         for shape, queue in self._queues.items():
             demand = queue[0].spec.demand
-            if fits(demand, available) and self.gpus.can_allocate(demand.get("GPU", 0.0)):
+            pool = available
+            if pg_of(queue[0].spec) is not None:
+                bundle = self._bundle_for(queue[0].spec)
+                if bundle is None:
+                    continue
+                pool = self._bundles[bundle]
+            if fits(demand, pool) and self.gpus.can_allocate(demand.get("GPU", 0.0)):
                 return shape
         return None
 
@@ -231,9 +245,10 @@ class LocalScheduler:
                 del self._queues[shape]
             worker_id = self._idle.popleft()
             demand = task.spec.demand
-            subtract(self.available, demand)
+            bundle = self._bundle_for(task.spec) if pg_of(task.spec) is not None else None
+            subtract(self._pool(bundle), demand)
             gpu_ids = self.gpus.allocate(demand.get("GPU", 0.0))
-            self._running[worker_id] = _Running(task, dict(demand), gpu_ids)
+            self._running[worker_id] = _Running(task, dict(demand), gpu_ids, bundle=bundle)
             actions.append(Dispatch(worker_id, task, gpu_ids))
         wanted = self._count_runnable() - self._starting
         if wanted > 0:
@@ -243,12 +258,88 @@ class LocalScheduler:
 
     def _count_runnable(self, limit: int = 64) -> int:
         """How many queued tasks could start now if there were workers for them."""
-        available = dict(self.available)
+        pools: dict[tuple[str, int] | None, dict[str, float]] = {None: dict(self.available)}
         count = 0
         for queue in self._queues.values():
+            bundle = self._bundle_for(queue[0].spec) if pg_of(queue[0].spec) else None
+            if bundle is None and pg_of(queue[0].spec) is not None:
+                continue
+            available = pools.setdefault(bundle, dict(self._pool(bundle)))
             for task in queue:
                 if count >= limit or not fits(task.spec.demand, available):
                     break
                 subtract(available, task.spec.demand)
                 count += 1
         return count
+
+    # ---- placement group bundles (redray/scheduler/bundles.py) ------------------------
+
+    def reserve_bundles(self, pg_id: str, bundles: list[tuple[int, dict[str, float]]]) -> bool:
+        """Take the bundles' resources out of the node's pool, all or none."""
+        if all((pg_id, index) in self._bundles for index, _ in bundles):
+            return True  # a repeated request
+        whole: dict[str, float] = {}
+        for _, resources in bundles:
+            add(whole, resources)
+        if not fits(whole, self.available):
+            return False
+        for index, resources in bundles:
+            subtract(self.available, resources)
+            self._bundles[(pg_id, index)] = dict(resources)
+        return True
+
+    def release_bundles(
+        self, pg_id: str
+    ) -> tuple[list[QueuedTask], list[str], list[str], list[Action]]:
+        """Give a group's bundles back: (its queued tasks, now dropped; workers running
+        its tasks; its actors' workers; actions). Running work keeps what it holds until it
+        ends, then returns it to the node's pool."""
+        for key in [key for key in self._bundles if key[0] == pg_id]:
+            add(self.available, self._bundles.pop(key))
+        queued = []
+        for shape in list(self._queues):
+            queue = self._queues[shape]
+            for task in list(queue):
+                pg = pg_of(task.spec)
+                if pg is not None and pg["id"] == pg_id:
+                    queue.remove(task)
+                    queued.append(task)
+            if not queue:
+                del self._queues[shape]
+        running = [w for w, r in self._running.items() if r.bundle and r.bundle[0] == pg_id]
+        actors = [w for w, r in self._actors.items() if r.bundle and r.bundle[0] == pg_id]
+        return queued, running, actors, self._schedule()
+
+    def has_bundle(self, pg_id: str, index: int) -> bool:
+        if index == -1:
+            return any(key[0] == pg_id for key in self._bundles)
+        return (pg_id, index) in self._bundles
+
+    def bundle_available(self) -> dict[tuple[str, int], dict[str, float]]:
+        return {key: dict(free) for key, free in self._bundles.items()}
+
+    def _queue_key(self, spec: TaskSpec) -> tuple:
+        pg = pg_of(spec)
+        shape = shape_key(spec.demand)
+        return shape if pg is None else (*shape, ("\x00pg", pg["id"], pg["index"]))
+
+    def _pool(self, bundle: tuple[str, int] | None) -> dict[str, float]:
+        """Where a task's resources come from: its bundle, or the node's pool (also once
+        its bundle is released)."""
+        if bundle is None:
+            return self.available
+        return self._bundles.get(bundle, self.available)
+
+    def _bundle_for(self, spec: TaskSpec) -> tuple[str, int] | None:
+        """The bundle a group's task runs in: its own, or (index -1) the first of the group
+        here with room for it, else any of the group's bundles here."""
+        pg = pg_of(spec)
+        assert pg is not None
+        if pg["index"] != -1:
+            key = (pg["id"], pg["index"])
+            return key if key in self._bundles else None
+        mine = sorted(key for key in self._bundles if key[0] == pg["id"])
+        for key in mine:
+            if fits(spec.demand, self._bundles[key]):
+                return key
+        return mine[0] if mine else None

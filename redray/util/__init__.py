@@ -1,5 +1,21 @@
-"""Utilities with Ray's names: scheduling strategies (and, later, placement groups)."""
+"""Utilities with Ray's names: scheduling strategies and placement groups."""
 
 from redray.util import scheduling_strategies
+from redray.util.placement_group import (
+    PlacementGroup,
+    get_current_placement_group,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 
-__all__ = ["scheduling_strategies"]
+__all__ = [
+    "PlacementGroup",
+    "get_current_placement_group",
+    "get_placement_group",
+    "placement_group",
+    "placement_group_table",
+    "remove_placement_group",
+    "scheduling_strategies",
+]

@@ -63,6 +63,7 @@ class TaskExecutor:
         current.attempt = spec.attempt
         current.gpu_ids = gpu_ids
         current.assigned_resources = dict(spec.demand)
+        current.placement_group = spec.extra.get("pg")
         if gpu_ids or spec.demand.get("GPU"):
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpu_ids)
 

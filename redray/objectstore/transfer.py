@@ -1,0 +1,231 @@
+"""Moving objects between nodes: each node runs a small transfer server next to its daemon.
+
+The node daemon must stay free of threads (it forks workers), so the server is a process of
+its own (`serve(<store dir>, <host>)` in a fresh interpreter), started by the daemon
+at boot, dying with it (PR_SET_PDEATHSIG), and printing the port it listens on. The daemon
+records "transfer": "host:port" in its node record.
+
+Protocol, one request per connection, a line of ASCII:
+
+    GET <object id>   ->  u64 size (2**64-1 if absent), then the sealed file, sent from the
+                          store (or the node's spill directory) with sendfile: no copy in
+                          user space on the sending side
+    FREE <object id>  ->  "OK\\n" once the object's files on that node are deleted
+    STATS 0           ->  how many objects it has sent, as a line (for tests)
+
+The receiving side (`pull`) reserves the object's size in its own store and receives
+straight into a mapping of the reserved file, so the object is never held twice in memory;
+the rename that seals it makes it visible.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import signal
+import socket
+import socketserver
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from redray.objectstore.shm_store import MakeRoom, SharedMemoryStore
+
+_SIZE = struct.Struct("<Q")
+_MISSING = 2**64 - 1
+_CHUNK = 8 << 20
+_OBJECT_ID = re.compile(r"[0-9a-f]{1,128}")
+#: How long a pull may wait for the next chunk before the peer is considered gone.
+_TIMEOUT_SECONDS = 60.0
+
+
+# ---- the server ------------------------------------------------------------------------
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        request = _read_line(self.request).split()
+        if len(request) != 2 or not _OBJECT_ID.fullmatch(request[1]):
+            return
+        verb, object_id = request
+        if verb == "GET":
+            self._send(object_id)
+        elif verb == "STATS":  # for tests: how many objects this server has sent
+            self.request.sendall(f"{self.server.sent}\n".encode())
+        elif verb == "FREE":
+            self.server.store.delete(object_id)
+            self.request.sendall(b"OK\n")
+
+    def _send(self, object_id: str) -> None:
+        store = self.server.store
+        for path in (store.path(object_id), store.spill_path(object_id)):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                size = os.fstat(fd).st_size
+                self.request.sendall(_SIZE.pack(size))
+                offset = 0
+                while offset < size:
+                    sent = os.sendfile(
+                        self.request.fileno(), fd, offset, min(_CHUNK, size - offset)
+                    )
+                    if sent == 0:
+                        return
+                    offset += sent
+                with self.server.lock:
+                    self.server.sent += 1
+            finally:
+                os.close(fd)
+            return
+        self.request.sendall(_SIZE.pack(_MISSING))
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, host: str, store: SharedMemoryStore) -> None:
+        super().__init__((host, 0), _Handler)
+        self.store = store
+        self.sent = 0
+        self.lock = threading.Lock()
+
+
+def serve(store_dir: str, host: str) -> None:
+    """Run the server until killed; prints the port once listening."""
+    _die_with_parent()
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    try:
+        server = _Server(host, SharedMemoryStore(Path(store_dir)))
+    except OSError:  # the node's address is not bindable here: listen everywhere
+        server = _Server("0.0.0.0", SharedMemoryStore(Path(store_dir)))
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+def start_server(store_dir: str, host: str) -> tuple[subprocess.Popen, str]:
+    """Start a node's transfer server; returns the process and its "host:port"."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from redray.objectstore.transfer import serve; "
+         "serve(sys.argv[1], sys.argv[2])", store_dir, host],  # fmt: skip
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    process.stdout.close()
+    if not line.strip().isdigit():
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"The object transfer server did not start (exit {process.poll()}).")
+    return process, f"{host}:{int(line)}"
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:
+        os._exit(0)
+
+
+# ---- clients ---------------------------------------------------------------------------
+
+
+def pull(address: str, object_id: str, store: SharedMemoryStore, make_room: MakeRoom) -> bool:
+    """Copy one object from the node at `address` into `store`; False if it has none.
+
+    The caller holds the object's lock (see SharedMemoryStore.object_lock).
+    """
+    with _connect(address) as sock:
+        sock.sendall(f"GET {object_id}\n".encode())
+        (size,) = _SIZE.unpack(_recv_exact(sock, _SIZE.size))
+        if size == _MISSING:
+            return False
+        reservation = store.reserve(object_id, size, make_room)
+        try:
+            if size:
+                with mmap.mmap(reservation.fd, size) as mapping:
+                    view = memoryview(mapping)
+                    try:
+                        received = 0
+                        while received < size:
+                            count = sock.recv_into(view[received:], min(_CHUNK, size - received))
+                            if count == 0:
+                                raise ConnectionError(f"{address} closed during a transfer")
+                            received += count
+                    finally:
+                        view.release()
+        except BaseException:
+            reservation.abort()
+            raise
+        reservation.seal()
+        return True
+
+
+def fetch(address: str, object_id: str) -> memoryview | None:
+    """Read one object from the node at `address` into this process's memory (for a
+    process that has no store of its own); None if that node has no copy."""
+    with _connect(address) as sock:
+        sock.sendall(f"GET {object_id}\n".encode())
+        (size,) = _SIZE.unpack(_recv_exact(sock, _SIZE.size))
+        if size == _MISSING:
+            return None
+        view = memoryview(bytearray(size))
+        received = 0
+        while received < size:
+            count = sock.recv_into(view[received:], min(_CHUNK, size - received))
+            if count == 0:
+                raise ConnectionError(f"{address} closed during a transfer")
+            received += count
+        return view.toreadonly()
+
+
+def objects_sent(address: str) -> int:
+    """How many objects the server at `address` has sent (STATS; used by tests)."""
+    with _connect(address) as sock:
+        sock.sendall(b"STATS 0\n")
+        return int(_read_line(sock))
+
+
+def request_free(address: str, object_id: str) -> None:
+    """Ask a node to delete its copies of a freed object (and wait until it has)."""
+    with _connect(address) as sock:
+        sock.sendall(f"FREE {object_id}\n".encode())
+        _read_line(sock)
+
+
+def _connect(address: str) -> socket.socket:
+    host, _, port = address.rpartition(":")
+    return socket.create_connection((host, int(port)), timeout=_TIMEOUT_SECONDS)
+
+
+def _recv_exact(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("transfer connection closed")
+        data += chunk
+    return data
+
+
+def _read_line(sock: socket.socket) -> str:
+    data = b""
+    while not data.endswith(b"\n") and len(data) < 300:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()
+
