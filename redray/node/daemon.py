@@ -25,6 +25,7 @@ from redray.client.object_table import Entry
 from redray.control import keys, results
 from redray.control.scripts import Commands
 from redray.exceptions import WorkerCrashedError
+from redray.node.recovery import NodeRecovery
 from redray.node.redis_launcher import wait_until_up
 from redray.node.worker_pool import WorkerPool
 from redray.objectstore import transfer
@@ -67,6 +68,7 @@ class NodeDaemon:
         self.node_id = config.node_id
         self.redis = redis.Redis(**config.redis_kwargs)
         self.commands = Commands(self.redis)
+        self.recovery = NodeRecovery(self.redis, self.commands, config.node_id)
         self.store = SharedMemoryStore(store_directory(config.node_id))
         self.scheduler = LocalScheduler(dict(config.resources))
         self.selector = selectors.DefaultSelector()
@@ -171,27 +173,27 @@ class NodeDaemon:
         capacity = self.config.resources.get("object_store_memory")
         capacity = int(capacity) if capacity else None
         self.store.configure(capacity)
-        self._transfer, address = transfer.start_server(str(self.store.directory), node_ip())
+        self._transfer_pid, address = transfer.fork_server(str(self.store.directory), node_ip())
         return {"transfer": address, "object_store_memory": capacity}
 
     def _stop_object_store(self) -> None:
-        server = getattr(self, "_transfer", None)
-        if server is not None and server.poll() is None:
-            server.kill()
-            server.wait()
+        if getattr(self, "_transfer_pid", None):
+            transfer.stop_server(self._transfer_pid)
         self.store.destroy()
 
     def _shutdown(self) -> None:
         self.pool.stop_all()
         self._stop_object_store()
-        try:
-            pipe = self.redis.pipeline()
-            pipe.hdel(keys.NODES, self.node_id)
-            pipe.delete(keys.node_alive(self.node_id), self._queue_key)
-            pipe.xadd(keys.NODE_EVENTS, {"event": "left", "node": self.node_id}, maxlen=1000)
-            pipe.execute()
-        except redis.RedisError:
-            pass
+        # A node declared dead leaves its record and queue to the daemon recovering them.
+        if not self.recovery.declared_dead:
+            try:
+                pipe = self.redis.pipeline()
+                pipe.hdel(keys.NODES, self.node_id)
+                pipe.delete(keys.node_alive(self.node_id), self._queue_key)
+                pipe.xadd(keys.NODE_EVENTS, {"event": "left", "node": self.node_id}, maxlen=1000)
+                pipe.execute()
+            except redis.RedisError:
+                pass
         if self.config.owned_redis_pid:
             try:
                 os.kill(self.config.owned_redis_pid, signal.SIGKILL)
@@ -216,11 +218,8 @@ class NodeDaemon:
                 next_retire = time.monotonic() + _RETIRE_IDLE_SECONDS
             if time.monotonic() >= next_heartbeat:
                 self._flush_acks()
-                self.redis.set(
-                    keys.node_alive(self.node_id),
-                    self._heartbeat_value(),
-                    ex=HEARTBEAT_TTL_SECONDS,
-                )
+                if not self.recovery.tick(self._heartbeat_value(), HEARTBEAT_TTL_SECONDS):
+                    return  # declared dead while alive (too slow): leave, as Ray's raylets do
                 next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
 
     def _retire_surplus_workers(self) -> None:
@@ -384,7 +383,8 @@ class NodeDaemon:
         results.record_failure(pipe, spec, entry, self.node_id, retrying=retry, cause=how)
         if retry:
             spec.attempt += 1
-            pipe.xadd(self._queue_key, {"s": pickle.dumps(spec, protocol=5)})
+            payload = pickle.dumps(spec, protocol=5)
+            self.commands.call("requeue_task", spec.task_id, self.node_id, payload, pipe=pipe)
         else:
             results.commit_outputs(self.commands, pipe, spec, [entry] * len(spec.return_ids))
         pipe.execute()

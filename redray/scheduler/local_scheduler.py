@@ -96,6 +96,8 @@ class LocalScheduler:
         self._idle: deque[str] = deque()
         self._running: dict[str, _Running] = {}
         self._starting = 0
+        #: Workers that reported ready: one that dies before that was still "starting".
+        self._started: set[str] = set()
         #: Workers dedicated to actors, with what each actor holds while it lives.
         self._actors: dict[str, _Running] = {}
         #: Placement group bundles reserved here: (group id, index) -> what is free in it.
@@ -111,12 +113,17 @@ class LocalScheduler:
         """A worker is idle: newly started (`new`), or done with its task."""
         if new:
             self._starting = max(0, self._starting - 1)
+            self._started.add(worker_id)
         self._release(worker_id)
         self._idle.append(worker_id)
         return self._schedule()
 
     def worker_gone(self, worker_id: str) -> tuple[QueuedTask | None, list[Action]]:
         """A worker exited (retired or died); returns the task it was running, if any."""
+        if worker_id in self._started:
+            self._started.discard(worker_id)
+        else:  # died while starting: without this, no worker would replace it
+            self._starting = max(0, self._starting - 1)
         if worker_id in self._idle:
             self._idle.remove(worker_id)
         running = self._running.get(worker_id)
@@ -199,6 +206,7 @@ class LocalScheduler:
     def actor_exited(self, worker_id: str) -> list[Action]:
         """An actor's worker ended: what the actor held is free again."""
         running = self._actors.pop(worker_id, None)
+        self._started.discard(worker_id)
         if running is not None:
             add(self._pool(running.bundle), running.held)
             self.gpus.release(running.gpu_ids, running.held.get("GPU", 0.0))

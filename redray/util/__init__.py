@@ -9,13 +9,16 @@ from redray.util.placement_group import (
     placement_group_table,
     remove_placement_group,
 )
+from redray.util.serialization import deregister_serializer, register_serializer
 
 __all__ = [
     "PlacementGroup",
+    "deregister_serializer",
     "get_current_placement_group",
     "get_placement_group",
     "placement_group",
     "placement_group_table",
+    "register_serializer",
     "remove_placement_group",
     "scheduling_strategies",
 ]
