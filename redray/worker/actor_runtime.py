@@ -167,19 +167,20 @@ class ActorRuntime:
         )  # fmt: skip
         finished: list[tuple[Any, ...]] = []
         while True:
-            connection.send([*finished, take])
-            replies = connection.read(len(finished) + 1)
-            for reply in replies[:-1]:
+            # Commit the last call, take the next one, and if there was none, wait for one,
+            # all in one round trip. (When a call was taken, the wait returns at once.)
+            wait = ("XREAD", "COUNT", 1, "BLOCK", _IDLE_BLOCK_MS, "STREAMS", self.mailbox,
+                    last_delivered)  # fmt: skip
+            connection.send([*finished, take, wait])
+            replies = connection.read(len(finished) + 2)
+            for reply in replies[:-2]:
                 if isinstance(reply, Exception):
                     raise reply
-            if isinstance(replies[-1], Exception):  # the mailbox is gone: the actor is dead
+            if isinstance(replies[-2], Exception):  # the mailbox is gone: the actor is dead
                 return
             finished = []
-            streams = stream_entries(replies[-1])
+            streams = stream_entries(replies[-2])
             if not streams or not streams[0][1]:
-                wait = ("XREAD", "COUNT", 1, "BLOCK", _IDLE_BLOCK_MS, "STREAMS", self.mailbox,
-                        last_delivered)  # fmt: skip
-                connection.execute([wait])
                 continue
             entry_id, fields = streams[0][1][0]
             last_delivered = entry_id
