@@ -1,72 +1,56 @@
-"""Write-behind batching: many small writes share one pipelined round trip.
+"""Pipelined writes: every write goes out at once, and its reply is read later.
 
-Submissions, puts and exports are queued here and sent together when a reader needs them
-(`flush()` before get/wait), when the queue is long, or a moment after the first write,
-whichever comes first. Writes keep their order, so a put is always visible before the task
-that uses it.
+Submissions, puts, exports and actor calls are written to one dedicated connection the
+moment they are made, without waiting for Redis's reply; the replies are read in bulk when
+a reader needs the writes to have landed (`flush()`, before get/wait and before a result
+that refers to them is committed), or when many are outstanding. So a task starts as soon
+as it is submitted, a burst of submissions costs one syscall each and no round trips, and
+no background thread has to be woken to send anything. Writes keep their order, so a put
+is always visible before the task that uses it.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
+
 import redis
 
-from redray.control.raw import Command, RawConnection
+from redray.control.raw import RawConnection
 
-logger = logging.getLogger(__name__)
-
-_FLUSH_AT = 256
-_LINGER_SECONDS = 0.0005
+#: Outstanding replies are read once there are this many (bounds memory on both sides).
+_READ_AT = 1024
 
 
 class WriteBatcher:
     def __init__(self, client: redis.Redis) -> None:
         self._connection = RawConnection(client)
-        self._queue: list[Command] = []
-        self._queue_lock = threading.Lock()
-        self._send_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="redray-writer", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._unread = 0
 
     def add(self, *command: object) -> None:
-        """Queue one Redis command, e.g. add("XADD", key, "*", "s", payload)."""
-        with self._queue_lock:
-            self._queue.append(command)
-            length = len(self._queue)
-        if length >= _FLUSH_AT:
-            self.flush()
-        elif length == 1:
-            self._wake.set()
+        """Send one Redis command now, e.g. add("XADD", key, "*", "s", payload)."""
+        with self._lock:
+            self._connection.send([command])
+            self._unread += 1
+            if self._unread >= _READ_AT:
+                self._read_replies()
 
     def flush(self) -> None:
-        with self._send_lock:
-            with self._queue_lock:
-                commands, self._queue = self._queue, []
-            if commands:
-                self._connection.execute(commands)
+        """Wait until every write so far has been applied; raises the first error."""
+        if not self._unread:
+            return
+        with self._lock:
+            self._read_replies()
 
     def close(self) -> None:
-        self._closed = True
-        self._wake.set()
-        self._thread.join(timeout=2)
         try:
             self.flush()
         except redis.RedisError:
             pass
         self._connection.close()
 
-    def _run(self) -> None:
-        while not self._closed:
-            self._wake.wait()
-            self._wake.clear()
-            if self._closed:
-                return
-            threading.Event().wait(_LINGER_SECONDS)
-            try:
-                self.flush()
-            except redis.RedisError as error:
-                if not self._closed:
-                    logger.error("redray: background write to Redis failed: %s", error)
+    def _read_replies(self) -> None:
+        count, self._unread = self._unread, 0
+        for reply in self._connection.read(count):
+            if isinstance(reply, Exception):
+                raise reply
