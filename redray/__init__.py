@@ -29,6 +29,7 @@ from redray.api import (
     shutdown,
     wait,
 )
+from redray.generators import ObjectRefGenerator
 from redray.object_ref import ObjectRef
 from redray.remote_function import remote
 
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ObjectRef",
+    "ObjectRefGenerator",
     "available_resources",
     "cancel",
     "cluster_resources",

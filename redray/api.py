@@ -16,6 +16,7 @@ from redray.client.core import CoreClient
 from redray.client.node_view import read_nodes
 from redray.cluster import EmbeddedCluster, resolve_address, start_embedded_cluster
 from redray.control import keys
+from redray.generators import ObjectRefGenerator
 from redray.object_ref import ObjectRef
 
 logger = logging.getLogger(__name__)
@@ -250,20 +251,26 @@ def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None =
 
 
 def wait(
-    object_refs: Sequence[ObjectRef],
+    object_refs: Sequence[ObjectRef | ObjectRefGenerator],
     *,
     num_returns: int = 1,
     timeout: float | None = None,
     fetch_local: bool = True,
-) -> tuple[list[ObjectRef], list[ObjectRef]]:
-    """(ready, not ready): returns once `num_returns` refs are ready or `timeout` seconds pass."""
+) -> tuple[list[Any], list[Any]]:
+    """(ready, not ready): returns once `num_returns` refs are ready or `timeout` seconds pass.
+
+    A streaming ObjectRefGenerator is ready when its next item is, or its stream has ended
+    (then next() raises StopIteration at once)."""
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
         raise TypeError(
             f"wait() expected a list of ObjectRef, got {type(object_refs).__name__}."
         )
-    if not all(isinstance(ref, ObjectRef) for ref in object_refs):
-        bad = next(ref for ref in object_refs if not isinstance(ref, ObjectRef))
-        raise TypeError(f"wait() expected a list of ObjectRef, got an element {bad!r}.")
+    if not all(isinstance(ref, (ObjectRef, ObjectRefGenerator)) for ref in object_refs):
+        bad = next(r for r in object_refs if not isinstance(r, (ObjectRef, ObjectRefGenerator)))
+        raise TypeError(
+            "wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, "
+            f"got list containing {type(bad)}"
+        )
     _check_timeout(timeout)
     if not isinstance(num_returns, int) or num_returns <= 0:
         raise ValueError(f"Invalid number of objects to return {num_returns}: must be > 0.")
@@ -276,8 +283,16 @@ def wait(
         raise ValueError("Wait requires a list of unique object refs.")
     if not object_refs:
         return [], []
-    ready_ids = current_client().wait([ref.hex() for ref in object_refs], num_returns, timeout)
-    ready = [ref for ref in object_refs if ref.hex() in ready_ids][:num_returns]
+    if any(isinstance(ref, ObjectRefGenerator) for ref in object_refs):
+        groups = [
+            ref.ready_ids() if isinstance(ref, ObjectRefGenerator) else [ref.hex()]
+            for ref in object_refs
+        ]
+        indexes = current_client().wait_any(groups, num_returns, timeout)
+        ready = [ref for index, ref in enumerate(object_refs) if index in indexes][:num_returns]
+    else:
+        ready_ids = current_client().wait([ref.hex() for ref in object_refs], num_returns, timeout)
+        ready = [ref for ref in object_refs if ref.hex() in ready_ids][:num_returns]
     chosen = set(ready)
     return ready, [ref for ref in object_refs if ref not in chosen]
 

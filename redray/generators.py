@@ -82,6 +82,11 @@ class ObjectRefGenerator:
         except StopIteration:
             return None
 
+    def ready_ids(self) -> list[str]:
+        """The objects of which any one being committed makes the next next() return at
+        once: the next item, or the end of the stream (what wait() on a generator uses)."""
+        return [item_id(self._task_id, self._next_index), self._end.hex()]
+
     def completed(self) -> ObjectRef:
         """A ref that is ready when the task has finished."""
         return self._end

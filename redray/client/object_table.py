@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 
@@ -53,6 +54,19 @@ class ObjectTable:
         """Block until `needed` of `object_ids` are present; False if the deadline passed."""
         with self.lock:
             while self.count_present(object_ids) < needed:
+                if deadline is None:
+                    self._changed.wait()
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
+
+    def wait_until(self, condition: Callable[[], bool], deadline: float | None) -> bool:
+        """Block until `condition()` holds (checked on every commit); False on deadline."""
+        with self.lock:
+            while not condition():
                 if deadline is None:
                     self._changed.wait()
                     continue

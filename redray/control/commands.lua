@@ -312,3 +312,58 @@ local okey = ARGV[1] .. 'obj:' .. ARGV[2]
 if redis.call('EXISTS', okey) == 0 then return 0 end
 redis.call('SADD', okey .. ':locations', ARGV[3])
 return 1
+
+-- command: requeue_task
+-- Tables: task, node queue.
+-- Queues the next attempt of a task whose worker (or node) died, unless the task already
+-- has a terminal state: its worker died after committing the results, or it was cancelled.
+-- A finished task must not run again. Returns 1 if queued, 0 if not.
+-- ARGV: prefix, task_id, node_id, pickled TaskSpec of the next attempt
+local p, task_id, node, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local state = redis.call('HGET', p .. 'task:' .. task_id, 'state')
+if state == 'finished' or state == 'cancelled' then
+  return 0
+end
+redis.call('XADD', p .. 'node:' .. node .. ':queue', '*', 's', payload)
+return 1
+
+-- command: node_tick
+-- Tables: node table, heartbeats, node queues, node events.
+-- One node daemon's heartbeat, and the cluster's failure detector (every daemon runs it):
+-- refreshes the caller's heartbeat unless the caller was declared dead (then returns
+-- {'dead'} and the daemon must exit: its tasks are being re-run elsewhere); declares dead
+-- every other node whose heartbeat expired (marks its record "dead" and publishes "left"
+-- once: the first daemon to see it does both); returns {'ok', dead nodes whose queues
+-- still hold entries, to be recovered...}; empty queues of dead nodes are deleted.
+-- ARGV: prefix, node_id, heartbeat value, ttl seconds, now (unix time)
+local p, me, value, ttl, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local nodes_key = p .. 'nodes'
+local mine = redis.call('HGET', nodes_key, me)
+if mine and cjson.decode(mine)['dead'] then
+  return {'dead'}
+end
+redis.call('SET', p .. 'node:' .. me .. ':alive', value, 'EX', ttl)
+local out = {'ok'}
+local all = redis.call('HGETALL', nodes_key)
+for i = 1, #all, 2 do
+  local id = all[i]
+  if id ~= me then
+    local record = cjson.decode(all[i + 1])
+    if not record['dead'] and redis.call('EXISTS', p .. 'node:' .. id .. ':alive') == 0 then
+      record['dead'] = true
+      record['died'] = now
+      redis.call('HSET', nodes_key, id, cjson.encode(record))
+      redis.call('XADD', p .. 'node_events', 'MAXLEN', 1000, '*', 'event', 'left', 'node', id,
+        'cause', 'heartbeat expired')
+    end
+    if record['dead'] then
+      local queue = p .. 'node:' .. id .. ':queue'
+      if redis.call('XLEN', queue) > 0 then
+        out[#out + 1] = id
+      else
+        redis.call('DEL', queue)
+      end
+    end
+  end
+end
+return out

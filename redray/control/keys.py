@@ -6,9 +6,11 @@ test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 | key                              | type   | what it holds                                        |
 | --------------------------------- | ------ | ---------------------------------------------------- |
 | {p}cluster                       | hash   | cluster facts: head node, redis unix socket, created |
-| {p}nodes                         | hash   | node_id -> JSON node record (resources, addresses)   |
+| {p}nodes                         | hash   | node_id -> JSON node record (resources, addresses;   |
+|                                  |        | "dead": true once its heartbeat expired)             |
 | {p}node:{id}:alive               | string | JSON available resources; TTL = heartbeat deadline   |
 | {p}node:{id}:queue               | stream | task specs for that node; consumer group "daemon"    |
+| {p}node:{id}:recovering          | string | lease of the daemon re-placing a dead node's queue   |
 | {p}node_events                   | stream | node joined / left, read by every client             |
 | {p}fn:{function_id}              | string | pickled function or class, exported once             |
 | {p}obj:{object_id}               | hash   | object directory entry: owner, kind, size, node,     |
@@ -42,6 +44,10 @@ def node_alive(node_id: str) -> str:
 
 def node_queue(node_id: str) -> str:
     return f"{PREFIX}node:{node_id}:queue"
+
+
+def node_recovering(node_id: str) -> str:
+    return f"{PREFIX}node:{node_id}:recovering"
 
 
 def function(function_id: str) -> str:
