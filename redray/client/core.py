@@ -105,7 +105,7 @@ class CoreClient:
         self.local_objects = LocalObjects(self.redis, self.commands, self.node_id, self.nodes)
         self.refs = ReferenceCounter(
             self.commands,
-            self._owned_pending.__contains__,
+            lambda object_id: object_id in self._owned_pending,
             self.batcher.flush,
             self.local_objects.delete_freed,
         )
@@ -210,6 +210,20 @@ class CoreClient:
         self._fetched_errors.update(o for o in ready if self.objects.get(o).kind == "e")
         return ready
 
+    def wait_any(
+        self, groups: list[list[str]], num_returns: int, timeout: float | None
+    ) -> set[int]:
+        """Indexes of the ready groups once `num_returns` are (or time is up); a group is
+        ready when any of its objects is. wait() on streaming generators needs this: one is
+        ready when its next item or its end-of-stream object is."""
+
+        def ready() -> set[int]:
+            return {i for i, group in enumerate(groups) if any(o in self.objects for o in group)}
+
+        object_ids = [object_id for group in groups for object_id in group]
+        self._block_until(object_ids, lambda: len(ready()) >= num_returns, timeout)
+        return ready()
+
     def materialize(self, object_id: str) -> Any:
         entry = self.objects.get(object_id)
         if entry is None:
@@ -236,32 +250,41 @@ class CoreClient:
         timeout: float | None,
         raise_on_timeout: bool = True,
     ) -> None:
+        enough = self._block_until(
+            object_ids, lambda: self.objects.count_present(object_ids) >= needed, timeout
+        )
+        if not enough and raise_on_timeout:
+            raise GetTimeoutError(
+                f"Get timed out after {timeout} s: "
+                f"{len(object_ids) - self.objects.count_present(object_ids)} of "
+                f"{len(object_ids)} object(s) not ready."
+            )
+
+    def _block_until(
+        self, object_ids: list[str], satisfied: Callable[[], bool], timeout: float | None
+    ) -> bool:
+        """Wait (lending a worker's CPU meanwhile) until `satisfied()` holds for what is
+        known of `object_ids`; False if `timeout` seconds passed first."""
         self.batcher.flush()
-        if self.objects.count_present(object_ids) >= needed:
-            return
+        if satisfied():
+            return True
         with self.objects.lock:
             borrowed = [
                 o for o in object_ids if o not in self.objects and o not in self._owned_pending
             ]
         if borrowed:
             self._watch(borrowed)
-        if self.objects.count_present(object_ids) >= needed:
-            return
+        if satisfied():
+            return True
         self.ensure_reader()
         deadline = None if timeout is None else time.monotonic() + timeout
         if self.on_block is not None:
             self.on_block()
         try:
-            ready = self.objects.wait_for(object_ids, needed, deadline)
+            return self.objects.wait_until(satisfied, deadline)
         finally:
             if self.on_unblock is not None:
                 self.on_unblock()
-        if not ready and raise_on_timeout:
-            raise GetTimeoutError(
-                f"Get timed out after {timeout} s: "
-                f"{len(object_ids) - self.objects.count_present(object_ids)} of "
-                f"{len(object_ids)} object(s) not ready."
-            )
 
     def _watch(self, object_ids: list[str]) -> dict[str, Entry]:
         """Fetch committed entries, registering as a waiter for the rest (atomically)."""

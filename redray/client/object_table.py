@@ -50,19 +50,6 @@ class ObjectTable:
     def count_present(self, object_ids: list[str]) -> int:
         return sum(1 for object_id in object_ids if object_id in self._entries)
 
-    def wait_for(self, object_ids: list[str], needed: int, deadline: float | None) -> bool:
-        """Block until `needed` of `object_ids` are present; False if the deadline passed."""
-        with self.lock:
-            while self.count_present(object_ids) < needed:
-                if deadline is None:
-                    self._changed.wait()
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
-            return True
-
     def wait_until(self, condition: Callable[[], bool], deadline: float | None) -> bool:
         """Block until `condition()` holds (checked on every commit); False on deadline."""
         with self.lock:
