@@ -18,6 +18,7 @@ import psutil
 import redis
 
 from redray import ids
+from redray.control import keys
 from redray.client.node_view import read_nodes
 from redray.node.redis_launcher import RedisServer, start_redis
 from redray.objectstore.shm_store import spill_directory, store_directory
@@ -239,9 +240,11 @@ def connect_kwargs(address: str, password: str | None) -> dict[str, Any]:
             "REDRAY_REDIS_PASSWORD."
         ) from error
     except redis.ConnectionError as error:
-        raise ConnectionError(f"Could not connect to a redray cluster at {address}: {error}")
+        raise ConnectionError(
+            f"Could not connect to a redray cluster at {address}: {error}"
+        ) from error
     # On the head's own machine, its Unix socket is the faster way in.
-    unix_socket = client.hget("redray:cluster", "unix_socket")
+    unix_socket = client.hget(keys.CLUSTER, "unix_socket")
     if unix_socket and os.path.exists(unix_socket):
         return {"unix_socket_path": unix_socket.decode(), "password": password}
     return kwargs
