@@ -48,7 +48,7 @@ def test_put_loop_of_large_arrays_stays_bounded(ray_fresh) -> None:
     store = current_client().local_objects.store
     array = np.ones(100 * MB // 8)
     seen = []
-    for index in range(200):
+    for _ in range(200):
         ref = redray.put(array)
         assert redray.get(ref)[-1] == 1.0
         seen.append(ref.hex())
@@ -204,6 +204,7 @@ def summarize(array: np.ndarray) -> tuple[str, float, int]:
 @pytest.fixture
 def two_stores(cli: CliCluster) -> Iterator[tuple[str, str]]:  # noqa: F811
     """A head and a second node with 2 CPUs, each with its own store; a driver on the head."""
+    redray.shutdown()  # the module's shared cluster, if a test before started it
     head = cli.start_head()["nodes"][0]["node_id"]
     second = cli.add_node("--num-cpus", "2")
     redray.init(address="auto")
@@ -234,10 +235,12 @@ def test_transfer_of_a_large_array_between_nodes(two_stores: tuple[str, str]) ->
     assert {n.decode() for n in client.smembers(keys.obj_locations(object_id))} == {second}
     assert transfer.objects_sent(_node_record(head)["transfer"]) == 1
     fetched = transfer.fetch(_node_record(second)["transfer"], object_id)  # a storeless reader
-    assert fetched is not None and fetched.nbytes == (store_directory(head) / object_id).stat().st_size
+    assert fetched is not None
+    assert fetched.nbytes == (store_directory(head) / object_id).stat().st_size
     del fetched
     # A result made on the second node comes back to the driver the same way.
-    doubled = redray.get(double.options(scheduling_strategy=NodeAffinitySchedulingStrategy(second, False)).remote(ref))
+    pinned = NodeAffinitySchedulingStrategy(second, False)
+    doubled = redray.get(double.options(scheduling_strategy=pinned).remote(ref))
     assert doubled[-1] == 2 * array[-1]
     del doubled
     # Freed everywhere once the refs are gone.

@@ -96,7 +96,7 @@ class LocalObjects:
                 if not transfer.pull(address, object_id, self.store, self.make_room):
                     return None
             except OSError as error:
-                logger.warning("redray: pulling %s from node %s failed: %s", object_id, source, error)
+                logger.warning("redray: pulling %s from %s failed: %s", object_id, source, error)
                 return None
             self._commands.call("obj_add_location", object_id, self.node_id)
             try:

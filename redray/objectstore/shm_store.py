@@ -166,7 +166,9 @@ class SharedMemoryStore:
         finally:
             os.close(fd)
 
-    def object_lock(self, object_id: str, blocking: bool = True) -> contextlib.AbstractContextManager[bool]:
+    def object_lock(
+        self, object_id: str, blocking: bool = True
+    ) -> contextlib.AbstractContextManager[bool]:
         """One process at a time pulls or restores an object; the others wait for it."""
         return self._flock(self.directory / f"{object_id}.lock", blocking)
 

@@ -103,9 +103,7 @@ def spill(store: SharedMemoryStore, object_id: str) -> bool:
             os.close(fd)
 
 
-def restore(
-    store: SharedMemoryStore, object_id: str, make_room_for: MakeRoom
-) -> memoryview | None:
+def restore(store: SharedMemoryStore, object_id: str, make_room_for: MakeRoom) -> memoryview | None:
     """Bring a spilled object back into the store and map it; None if it is not spilled.
 
     When the store is full of pinned objects, the spilled file is mapped where it is.
@@ -153,7 +151,9 @@ def _copy(source: int, destination: Path) -> None:
         os.close(fd)
         temporary.unlink(missing_ok=True)
         if error.errno == errno.ENOSPC:
-            raise OutOfDiskError(f"No disk space left to spill an object to {destination.parent}.")
+            raise OutOfDiskError(
+                f"No disk space left to spill an object to {destination.parent}."
+            ) from error
         raise
     os.close(fd)
     os.rename(temporary, destination)

@@ -1,9 +1,8 @@
 """Moving objects between nodes: each node runs a small transfer server next to its daemon.
 
 The node daemon must stay free of threads (it forks workers), so the server is a process of
-its own (`serve(<store dir>, <host>)` in a fresh interpreter), started by the daemon
-at boot, dying with it (PR_SET_PDEATHSIG), and printing the port it listens on. The daemon
-records "transfer": "host:port" in its node record.
+its own, forked by the daemon at boot (`fork_server`), dying with it (PR_SET_PDEATHSIG).
+The daemon records "transfer": "host:port" in its node record.
 
 Protocol, one request per connection, a line of ASCII:
 
@@ -27,8 +26,6 @@ import signal
 import socket
 import socketserver
 import struct
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -89,43 +86,56 @@ class _Handler(socketserver.BaseRequestHandler):
 
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
-    allow_reuse_address = True
 
-    def __init__(self, host: str, store: SharedMemoryStore) -> None:
-        super().__init__((host, 0), _Handler)
+    def __init__(self, listening: socket.socket, store: SharedMemoryStore) -> None:
+        super().__init__(listening.getsockname(), _Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = listening
         self.store = store
         self.sent = 0
         self.lock = threading.Lock()
 
 
-def serve(store_dir: str, host: str) -> None:
-    """Run the server until killed; prints the port once listening."""
-    _die_with_parent()
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+def fork_server(store_dir: str, host: str) -> tuple[int, str]:
+    """Fork a node's transfer server; returns its pid and "host:port".
+
+    Called by the node daemon at boot, while it has no threads (forking is then safe, and
+    takes milliseconds where a fresh interpreter would take a few hundred). The socket is
+    bound before the fork, so the address is known at once.
+    """
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        server = _Server(host, SharedMemoryStore(Path(store_dir)))
+        listening.bind((host, 0))
     except OSError:  # the node's address is not bindable here: listen everywhere
-        server = _Server("0.0.0.0", SharedMemoryStore(Path(store_dir)))
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
+        listening.bind(("0.0.0.0", 0))
+    listening.listen(128)
+    port = listening.getsockname()[1]
+    pid = os.fork()
+    if pid == 0:  # the server: never returns into the daemon's code
+        code = 0
+        try:
+            keep = listening.fileno()
+            os.closerange(3, keep)  # the daemon's sockets, pipes and selector are not ours
+            os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+            _die_with_parent()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            _Server(listening, SharedMemoryStore(Path(store_dir))).serve_forever()
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    listening.close()
+    return pid, f"{host}:{port}"
 
 
-def start_server(store_dir: str, host: str) -> tuple[subprocess.Popen, str]:
-    """Start a node's transfer server; returns the process and its "host:port"."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from redray.objectstore.transfer import serve; "
-         "serve(sys.argv[1], sys.argv[2])", store_dir, host],  # fmt: skip
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    process.stdout.close()
-    if not line.strip().isdigit():
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"The object transfer server did not start (exit {process.poll()}).")
-    return process, f"{host}:{int(line)}"
+def stop_server(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 def _die_with_parent() -> None:
@@ -228,4 +238,3 @@ def _read_line(sock: socket.socket) -> str:
             break
         data += chunk
     return data.decode(errors="replace").strip()
-
