@@ -36,7 +36,7 @@ def _obj_keys(object_ids: list[str]) -> list[bytes]:
 def _settle() -> None:
     """Send this process's queued reference releases now (they are otherwise sent by a
     background thread a moment later)."""
-    current_client().refs.flush()
+    current_client().refs.flush(wait=True)
 
 
 # ---- freeing ---------------------------------------------------------------------------

@@ -12,10 +12,13 @@ is always visible before the task that uses it.
 from __future__ import annotations
 
 import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 import redis
 
-from redray.control.raw import RawConnection
+from redray.control.raw import Command, RawConnection
 
 #: Outstanding replies are read once there are this many (bounds memory on both sides).
 _READ_AT = 1024
@@ -24,23 +27,46 @@ _READ_AT = 1024
 class WriteBatcher:
     def __init__(self, client: redis.Redis) -> None:
         self._connection = RawConnection(client)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._unread = 0
+        self._busy = False
+        #: Writes made re-entrantly (by a __del__ that garbage collection ran in the middle
+        #: of our own send or read); they go out right after it.
+        self._deferred: list[Command] = []
+        #: Callbacks for the replies of some outstanding writes, by their position.
+        self._callbacks: deque[tuple[int, Callable[[Any], None]]] = deque()
+        self._sent = 0
 
-    def add(self, *command: object) -> None:
-        """Send one Redis command now, e.g. add("XADD", key, "*", "s", payload)."""
+    def add(self, *command: object, on_reply: Callable[[Any], None] | None = None) -> None:
+        """Send one Redis command now, e.g. add("XADD", key, "*", "s", payload); `on_reply`
+        gets its reply when replies are read."""
         with self._lock:
-            self._connection.send([command])
-            self._unread += 1
-            if self._unread >= _READ_AT:
-                self._read_replies()
+            if on_reply is not None:
+                self._callbacks.append((self._sent + len(self._deferred) + 1, on_reply))
+            if self._busy:
+                self._deferred.append(command)
+                return
+            self._busy = True
+            try:
+                self._send([command])
+                if self._unread >= _READ_AT:
+                    self._read_replies()
+            finally:
+                self._busy = False
 
     def flush(self) -> None:
         """Wait until every write so far has been applied; raises the first error."""
-        if not self._unread:
+        if not self._unread and not self._deferred:
             return
         with self._lock:
-            self._read_replies()
+            if self._busy:
+                return  # re-entered: the outer call finishes the work
+            self._busy = True
+            try:
+                self._send([])
+                self._read_replies()
+            finally:
+                self._busy = False
 
     def close(self) -> None:
         try:
@@ -49,8 +75,25 @@ class WriteBatcher:
             pass
         self._connection.close()
 
+    def _send(self, commands: list[Command]) -> None:
+        while True:
+            if commands:
+                self._connection.send(commands)
+                self._unread += len(commands)
+                self._sent += len(commands)
+            if not self._deferred:
+                return
+            commands, self._deferred = self._deferred, []
+
     def _read_replies(self) -> None:
-        count, self._unread = self._unread, 0
-        for reply in self._connection.read(count):
-            if isinstance(reply, Exception):
-                raise reply
+        while self._unread:
+            count, self._unread = self._unread, 0
+            first = self._sent - count + 1  # the position of the first reply read now
+            replies = self._connection.read(count)
+            while self._callbacks and self._callbacks[0][0] < first + count:
+                position, callback = self._callbacks.popleft()
+                callback(replies[position - first])
+            self._send([])  # anything deferred while reading
+            failures = [reply for reply in replies if isinstance(reply, Exception)]
+            if failures:
+                raise failures[0]

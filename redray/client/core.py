@@ -106,7 +106,7 @@ class CoreClient:
         self.refs = ReferenceCounter(
             self.commands,
             lambda object_id: object_id in self._owned_pending,
-            self.batcher.flush,
+            self.batcher,
             self.local_objects.delete_freed,
         )
         #: Refs a task's arguments hold until its result is committed (first return id ->
@@ -172,7 +172,7 @@ class CoreClient:
             self.refs.contain(object_id, [ref.hex() for ref in serialized.contained_refs])
         if size <= INLINE_MAX_BYTES or self.store is None:
             return Entry("v", size, "", serialized.to_bytes())
-        self.refs.flush()  # free what this process dropped before taking more memory
+        self.refs.flush(wait=True)  # free what this process dropped before taking more memory
         self.local_objects.write(object_id, serialized)
         return Entry("s", size, self.node_id or "", b"")
 
@@ -520,8 +520,8 @@ class CoreClient:
         """Commit a task's return values once; True if this call committed them."""
         # Objects the task put (or submitted) must be visible before a result refers to them,
         # and so must the borrows it took (refcount.py).
-        self.batcher.flush()
         self.refs.flush()
+        self.batcher.flush()
         own = pipe or self.redis.pipeline(transaction=False)
         results.commit_outputs(self.commands, own, spec, entries, final_state)
         if record_failure:

@@ -18,9 +18,11 @@ The Lua command `obj_refs` applies a batch of these operations atomically and re
 stored objects it freed; the process that freed them deletes their files (directly on its
 own node, through the node's transfer server elsewhere).
 
-`__del__` may run at any point of any thread, so dropping a ref only appends to a deque and
-wakes a thread; the Redis calls happen in `flush()`, which also runs synchronously where
-freeing must be prompt (before storing a large object, before committing task results).
+`__del__` may run at any point of any thread, so dropping a ref only appends to a deque. A
+releaser thread sends the queued operations every few milliseconds while drops keep coming
+(and sleeps when they stop), through the client's pipelined writer: in order after the
+writes they follow, with no round trip to wait for. `flush(wait=True)` runs synchronously
+where freeing must be prompt (before storing a large object).
 """
 
 from __future__ import annotations
@@ -30,13 +32,19 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from redray.control.scripts import Commands
 
+if TYPE_CHECKING:
+    from redray.client.batcher import WriteBatcher
+
 logger = logging.getLogger(__name__)
+
+#: How often queued releases are sent while refs keep being dropped.
+_TICK_SECONDS = 0.02
 
 #: Freed stored objects: (object id, [nodes holding a copy, primary first]).
 Freed = list[tuple[str, list[str]]]
@@ -47,20 +55,21 @@ class ReferenceCounter:
         self,
         commands: Commands,
         is_pending: Callable[[str], bool],
-        before_send: Callable[[], None],
+        writer: WriteBatcher,
         delete_freed: Callable[[Freed], None],
     ) -> None:
         self._commands = commands
+        self._writer = writer
         #: Pairs "is the result still pending?" with its commit (see committed()).
         self._defer_lock = threading.Lock()
         self._is_pending = is_pending
-        self._before_send = before_send
         self._delete_freed = delete_freed
         self._ops: collections.deque[tuple[Any, ...]] = collections.deque()
         self._owned: set[str] = set()
         self._release_on_commit: set[str] = set()
         self._send_lock = threading.Lock()
         self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()  # reentrant: safe in __del__
+        self._awake = False
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="redray-refs", daemon=True)
         self._thread.start()
@@ -96,7 +105,8 @@ class ReferenceCounter:
 
     def _push(self, op: tuple[Any, ...]) -> None:
         self._ops.append(op)
-        if len(self._ops) == 1:
+        if not self._awake:
+            self._awake = True
             self._wake.put(True)
 
     # ---- sending -----------------------------------------------------------------------
@@ -105,47 +115,60 @@ class ReferenceCounter:
     def pending(self) -> bool:
         return bool(self._ops)
 
-    def flush(self) -> None:
-        """Send the queued operations (in order) and delete what they freed."""
-        if not self._ops:
-            return
-        with self._send_lock:
-            flat: list[Any] = []
-            while self._ops:
-                op = self._ops.popleft()
-                if op[0] == "o":
-                    with self._defer_lock:
-                        if self._is_pending(op[1]):
-                            self._release_on_commit.add(op[1])
-                            continue
-                flat.extend(op)
-            if not flat:
-                return
-            self._before_send()  # the writes these operations follow (puts) go first
-            freed = self._commands.call("obj_refs", *flat)
-        if freed:
+    def flush(self, wait: bool = False) -> None:
+        """Send the queued operations (in order); with `wait`, also delete what they freed
+        before returning."""
+        if self._ops:
+            with self._send_lock:
+                flat: list[Any] = []
+                while self._ops:
+                    op = self._ops.popleft()
+                    if op[0] == "o":
+                        with self._defer_lock:
+                            if self._is_pending(op[1]):
+                                self._release_on_commit.add(op[1])
+                                continue
+                    flat.extend(op)
+                if flat:
+                    command = self._commands.raw("obj_refs", *flat)
+                    self._writer.add(*command, on_reply=self._on_freed)
+        if wait:
+            self._writer.flush()
+
+    def _on_freed(self, freed: Any) -> None:
+        if freed and not isinstance(freed, Exception):
             self._delete_freed([(_text(f[0]), [_text(n) for n in f[1:]]) for f in freed])
+        elif isinstance(freed, Exception):
+            logger.error("redray: releasing object references failed: %s", freed)
 
     def _run(self) -> None:
-        while True:
+        while not self._closed:
             self._wake.get()
-            if self._closed:
-                return
-            threading.Event().wait(0.001)  # let a burst of drops share one round trip
-            try:
-                self.flush()
-            except redis.RedisError as error:
-                if not self._closed:
-                    logger.error("redray: releasing object references failed: %s", error)
-            except Exception:  # never let the releaser die
-                logger.exception("redray: releasing object references failed")
+            # While drops keep coming, send them in batches every few milliseconds; after a
+            # whole tick without any, sleep until the next drop wakes us.
+            while not self._closed:
+                threading.Event().wait(_TICK_SECONDS)
+                had_ops = bool(self._ops)
+                try:
+                    self.flush(wait=True)
+                except redis.RedisError as error:
+                    if not self._closed:
+                        logger.error("redray: releasing object references failed: %s", error)
+                except Exception:  # never let the releaser die
+                    logger.exception("redray: releasing object references failed")
+                if not had_ops:
+                    break
+            self._awake = False
+            if self._ops and not self._awake:  # a drop raced with going to sleep
+                self._awake = True
+                self._wake.put(True)
 
     def close(self) -> None:
         self._closed = True
         self._wake.put(True)
         self._thread.join(timeout=2)
         try:
-            self.flush()
+            self.flush(wait=True)
         except redis.RedisError:
             pass
 
