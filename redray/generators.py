@@ -44,6 +44,8 @@ class ObjectRefGenerator:
         index = self._next_index
         if self._length is not None and index > self._length:
             raise StopIteration
+        # The caller owns the items: dropping its ref to one frees it (refcount.py).
+        api.current_client().refs.own(item_id(self._task_id, index))
         candidate = ObjectRef(item_id(self._task_id, index), self._owner)
         ready, _ = api.wait([candidate, self._end], num_returns=1, timeout=timeout)
         if not ready:

@@ -262,3 +262,23 @@ def test_transfer_server_is_in_the_node_record(two_stores: tuple[str, str]) -> N
         host, _, port = record["transfer"].rpartition(":")
         assert host and int(port) > 0
         assert record["object_store_memory"] > 0
+
+
+@redray.remote
+def _large_items(count: int) -> Iterator[np.ndarray]:
+    for _ in range(count):
+        yield np.ones(2 * MB // 8)
+
+
+@pytest.mark.timeout(300)
+def test_streamed_items_are_freed_when_the_caller_drops_them(ray_fresh) -> None:
+    ray_fresh(num_cpus=1)
+    store = current_client().local_objects.store
+    seen = []
+    for ref in _large_items.remote(5):
+        assert redray.get(ref)[0] == 1.0
+        seen.append(ref.hex())
+        del ref
+    _settle()
+    assert store.used_bytes() == 0
+    assert _obj_keys(seen) == []

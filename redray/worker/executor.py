@@ -122,6 +122,8 @@ class TaskExecutor:
             self._commit_item(
                 spec, index, self._client.store_serialized(object_id, serialize(value))
             )
+            # Owned here until the returned generator (which contains the refs) holds them.
+            self._client.refs.own(object_id)
             refs.append(ObjectRef(object_id, spec.owner))
         return generators.DynamicObjectRefGenerator(refs)
 
