@@ -33,6 +33,7 @@ from redray.control import keys
 from redray.exceptions import ActorAlreadyExistsError, ActorDiedError
 from redray.object_ref import ObjectRef
 from redray.objectstore.serialization import dumps
+from redray.remote_function import Export
 from redray.task_spec import TaskSpec
 from redray.util.placement_group import scheduling_strategy_for
 
@@ -99,22 +100,17 @@ def _method_table(cls: type) -> dict[str, MethodInfo]:
     return table
 
 
-class _Export:
+class _ClassExport(Export):
+    """The pickled class (exported once, like a function) plus what callers check."""
+
     def __init__(self, cls: type) -> None:
-        self._cls = cls
-        self.pickled: bytes | None = None
-        self.function_id = ""
+        super().__init__(cls)
         self.methods = _method_table(cls)
         self.is_asyncio = any(info.is_async for info in self.methods.values())
         try:
             self.init_signature: inspect.Signature | None = inspect.signature(cls)
         except (TypeError, ValueError):
             self.init_signature = None
-
-    def ensure(self) -> None:
-        if self.pickled is None:
-            self.pickled = cloudpickle.dumps(self._cls, protocol=5)
-            self.function_id = hashlib.sha1(self.pickled).hexdigest()
 
 
 class ActorClass:
@@ -125,14 +121,14 @@ class ActorClass:
         cls: type,
         actor_options: dict[str, Any],
         *,
-        _export: _Export | None = None,
+        _export: _ClassExport | None = None,
         _validated: bool = False,
     ) -> None:
         if not _validated:
             actor_options = options_module.validate_actor_options(actor_options, in_options=False)
         self._cls = cls
         self._options = actor_options
-        self._export = _export or _Export(cls)
+        self._export = _export or _ClassExport(cls)
         self.__doc__ = cls.__doc__
         self.__name__ = cls.__name__
         self.__qualname__ = cls.__qualname__

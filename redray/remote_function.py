@@ -15,17 +15,17 @@ from redray.task_spec import TaskSpec
 from redray.util.placement_group import scheduling_strategy_for
 
 
-class _Export:
-    """The pickled function, made once and shared by every `.options()` variant."""
+class Export:
+    """A pickled function (or class), made once and shared by every `.options()` variant."""
 
-    def __init__(self, function: Callable[..., Any]) -> None:
-        self._function = function
+    def __init__(self, target: Any) -> None:
+        self._target = target
         self.pickled: bytes | None = None
         self.function_id = ""
 
     def ensure(self) -> None:
         if self.pickled is None:
-            self.pickled = cloudpickle.dumps(self._function, protocol=5)
+            self.pickled = cloudpickle.dumps(self._target, protocol=5)
             self.function_id = hashlib.sha1(self.pickled).hexdigest()
 
 
@@ -37,14 +37,14 @@ class RemoteFunction:
         function: Callable[..., Any],
         task_options: dict[str, Any],
         *,
-        _export: _Export | None = None,
+        _export: Export | None = None,
         _validated: bool = False,
     ) -> None:
         if not _validated:
             task_options = options_module.validate_task_options(task_options, in_options=False)
         self._function = function
         self._options = task_options
-        self._export = _export or _Export(function)
+        self._export = _export or Export(function)
         self._signature = _signature_of(function)
         self._is_generator = inspect.isgeneratorfunction(function)
         self._name = f"{function.__module__}.{function.__qualname__}"

@@ -168,12 +168,7 @@ def pull(address: str, object_id: str, store: SharedMemoryStore, make_room: Make
                 with mmap.mmap(reservation.fd, size) as mapping:
                     view = memoryview(mapping)
                     try:
-                        received = 0
-                        while received < size:
-                            count = sock.recv_into(view[received:], min(_CHUNK, size - received))
-                            if count == 0:
-                                raise ConnectionError(f"{address} closed during a transfer")
-                            received += count
+                        _receive_into(sock, view, address)
                     finally:
                         view.release()
         except BaseException:
@@ -192,13 +187,18 @@ def fetch(address: str, object_id: str) -> memoryview | None:
         if size == _MISSING:
             return None
         view = memoryview(bytearray(size))
-        received = 0
-        while received < size:
-            count = sock.recv_into(view[received:], min(_CHUNK, size - received))
-            if count == 0:
-                raise ConnectionError(f"{address} closed during a transfer")
-            received += count
+        _receive_into(sock, view, address)
         return view.toreadonly()
+
+
+def _receive_into(sock: socket.socket, view: memoryview, address: str) -> None:
+    """Fill `view` from the socket in chunks, straight into its memory."""
+    received, size = 0, view.nbytes
+    while received < size:
+        count = sock.recv_into(view[received:], min(_CHUNK, size - received))
+        if count == 0:
+            raise ConnectionError(f"{address} closed during a transfer")
+        received += count
 
 
 def objects_sent(address: str) -> int:
