@@ -54,6 +54,14 @@ def wait_for_path(path: str | os.PathLike, timeout: float = CONDITION_TIMEOUT) -
     return bool(wait_until(lambda: os.path.exists(path), timeout))
 
 
+@ray.remote
+def gated(gate: str, value: Any = 1) -> Any:
+    """Returns `value` once the test has created the file `gate`."""
+    if not wait_for_path(gate):
+        raise TimeoutError(f"the test never opened the gate {gate}")
+    return value
+
+
 def rendezvous(
     directory: str | os.PathLike, name: str, count: int, timeout: float = CONDITION_TIMEOUT
 ) -> int:

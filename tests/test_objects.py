@@ -12,20 +12,13 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from target_ray import CONDITION_TIMEOUT, ray, wait_for_path
+from target_ray import CONDITION_TIMEOUT, gated, ray
 
 
 @dataclasses.dataclass
 class Point:
     x: int
     y: int
-
-
-@ray.remote
-def gated(gate, value=1):
-    if not wait_for_path(gate):
-        raise TimeoutError(f"the test never opened the gate {gate}")
-    return value
 
 
 @ray.remote

@@ -17,7 +17,15 @@ import warnings
 from pathlib import Path
 
 import pytest
-from target_ray import CONDITION_TIMEOUT, TESTING_RAY, ray, redray_only, rendezvous, wait_for_path
+from target_ray import (
+    CONDITION_TIMEOUT,
+    TESTING_RAY,
+    gated,
+    ray,
+    redray_only,
+    rendezvous,
+    wait_for_path,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,14 +46,6 @@ def identity(value):
 @ray.remote
 def inc(x):
     return x + 1
-
-
-@ray.remote
-def gated(gate, value=1):
-    """Returns `value` once the test has created the file `gate`."""
-    if not wait_for_path(gate):
-        raise TimeoutError(f"the test never opened the gate {gate}")
-    return value
 
 
 @ray.remote
