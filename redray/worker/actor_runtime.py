@@ -44,6 +44,8 @@ from redray.worker.result_writer import CommandRecorder
 logger = logging.getLogger(__name__)
 
 _IDLE_BLOCK_MS = 2000
+#: How many queued calls an in-order actor takes from its mailbox at once.
+_TAKE_BATCH = 16
 
 
 def run_actor(
@@ -159,40 +161,43 @@ class ActorRuntime:
                 self._start(entry_id, fields)
 
     def _serve_in_order(self, last_delivered: str) -> None:
-        """One call at a time: each call's commit travels with the take of the next call."""
+        """One call at a time, in mailbox order, with as few round trips as possible: each
+        call's commit is written as soon as it finishes (replies read later), and taking
+        the next calls (up to a batch: they are sent to this actor, so they are in flight
+        as Ray counts it) shares one round trip with waiting when there are none."""
         connection = RawConnection(self.reader)
         take = (
             "XREADGROUP", "GROUP", keys.ACTOR_GROUP, self.consumer,
-            "COUNT", 1, "STREAMS", self.mailbox, ">",
+            "COUNT", _TAKE_BATCH, "STREAMS", self.mailbox, ">",
         )  # fmt: skip
-        finished: list[tuple[Any, ...]] = []
+        unread = 0
         while True:
-            # Commit the last call, take the next one, and if there was none, wait for one,
-            # all in one round trip. (When a call was taken, the wait returns at once.)
+            # When calls were taken the wait returns at once; else it blocks until one comes.
             wait = ("XREAD", "COUNT", 1, "BLOCK", _IDLE_BLOCK_MS, "STREAMS", self.mailbox,
                     last_delivered)  # fmt: skip
-            connection.send([*finished, take, wait])
-            replies = connection.read(len(finished) + 2)
+            connection.send([take, wait])
+            replies = connection.read(unread + 2)
+            unread = 0
             for reply in replies[:-2]:
                 if isinstance(reply, Exception):
                     raise reply
             if isinstance(replies[-2], Exception):  # the mailbox is gone: the actor is dead
                 return
-            finished = []
             streams = stream_entries(replies[-2])
-            if not streams or not streams[0][1]:
-                continue
-            entry_id, fields = streams[0][1][0]
-            last_delivered = entry_id
-            if b"terminate" in fields:
-                self._terminate(entry_id)
-                return
-            with self._cond:
-                self._inflight += 1
-            try:
-                finished = self._run(entry_id, fields, defer=True)
-            finally:
-                self._finished(None)
+            for entry_id, fields in streams[0][1] if streams else []:
+                last_delivered = entry_id
+                if b"terminate" in fields:
+                    self._terminate(entry_id)
+                    return
+                with self._cond:
+                    self._inflight += 1
+                try:
+                    finished = self._run(entry_id, fields, defer=True)
+                finally:
+                    self._finished(None)
+                if finished:
+                    connection.send(finished)
+                    unread += len(finished)
 
     def _recover(self) -> str | None:
         """Claim the calls a previous incarnation had taken; returns the last delivered id."""
