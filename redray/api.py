@@ -265,7 +265,10 @@ def wait(
         raise TypeError(
             f"wait() expected a list of ObjectRef, got {type(object_refs).__name__}."
         )
-    if not all(isinstance(ref, (ObjectRef, ObjectRefGenerator)) for ref in object_refs):
+    plain = all(type(ref) is ObjectRef for ref in object_refs)  # the common, fast case
+    if not plain and not all(
+        isinstance(ref, (ObjectRef, ObjectRefGenerator)) for ref in object_refs
+    ):
         bad = next(r for r in object_refs if not isinstance(r, (ObjectRef, ObjectRefGenerator)))
         raise TypeError(
             "wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, "
@@ -279,22 +282,29 @@ def wait(
             f"num_returns ({num_returns}) cannot be greater than the number of objects provided "
             f"to wait() ({len(object_refs)})."
         )
-    if len(set(object_refs)) != len(object_refs):
-        raise ValueError("Wait requires a list of unique object refs.")
-    if not object_refs:
-        return [], []
-    if any(isinstance(ref, ObjectRefGenerator) for ref in object_refs):
+    if plain:
+        ids = [ref._id for ref in object_refs]
+        if len(set(ids)) != len(ids):
+            raise ValueError("Wait requires a list of unique object refs.")
+    else:
         groups = [
             ref.ready_ids() if isinstance(ref, ObjectRefGenerator) else [ref.hex()]
             for ref in object_refs
         ]
-        indexes = current_client().wait_any(groups, num_returns, timeout)
-        ready = [ref for index, ref in enumerate(object_refs) if index in indexes][:num_returns]
+        if len({group[0] for group in groups}) != len(groups):
+            raise ValueError("Wait requires a list of unique object refs.")
+    if not object_refs:
+        return [], []
+    client = current_client()
+    if not plain:
+        indexes = client.wait_any(groups, num_returns, timeout)
     else:
-        ready_ids = current_client().wait([ref.hex() for ref in object_refs], num_returns, timeout)
-        ready = [ref for ref in object_refs if ref.hex() in ready_ids][:num_returns]
-    chosen = set(ready)
-    return ready, [ref for ref in object_refs if ref not in chosen]
+        ready_ids = client.wait(ids, num_returns, timeout)
+        indexes = {index for index, object_id in enumerate(ids) if object_id in ready_ids}
+    chosen = sorted(indexes)[:num_returns]
+    taken = set(chosen)
+    ready = [object_refs[index] for index in chosen]
+    return ready, [ref for index, ref in enumerate(object_refs) if index not in taken]
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:

@@ -207,7 +207,7 @@ class CoreClient:
         self._await(object_ids, num_returns, timeout, raise_on_timeout=False)
         ready = {object_id for object_id in object_ids if object_id in self.objects}
         # As in Ray, an error seen through wait() counts as handled: no "unhandled" log.
-        self._fetched_errors.update(o for o in ready if self.objects.get(o).kind == "e")
+        self._fetched_errors.update(self.objects.errors_among(ready))
         return ready
 
     def wait_any(

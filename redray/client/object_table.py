@@ -44,6 +44,10 @@ class ObjectTable:
             self._entries[object_id] = entry
             self._changed.notify_all()
 
+    def errors_among(self, object_ids: set[str]) -> list[str]:
+        entries = self._entries
+        return [o for o in object_ids if (e := entries.get(o)) is not None and e.kind == "e"]
+
     def discard(self, object_id: str) -> None:
         self._entries.pop(object_id, None)
 
