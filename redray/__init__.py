@@ -12,18 +12,18 @@
 
 from redray import exceptions, util
 from redray.api import (
-    get_actor,
-    kill,
-    method,
     available_resources,
     cancel,
     cluster_resources,
     error_info,
     get,
+    get_actor,
     get_gpu_ids,
     get_runtime_context,
     init,
     is_initialized,
+    kill,
+    method,
     nodes,
     put,
     shutdown,

@@ -17,7 +17,6 @@ the count never drops to zero while a handle is in flight.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
 import threading

@@ -18,8 +18,8 @@ import psutil
 import redis
 
 from redray import ids
-from redray.control import keys
 from redray.client.node_view import read_nodes
+from redray.control import keys
 from redray.node.redis_launcher import RedisServer, start_redis
 from redray.objectstore.shm_store import spill_directory, store_directory
 

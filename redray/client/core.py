@@ -27,13 +27,14 @@ from redray.control import keys, results
 from redray.control.scripts import Commands
 from redray.exceptions import (
     GetTimeoutError,
-    ObjectLostError,
     RayError,
     RayTaskError,
     TaskCancelledError,
     TaskUnschedulableError,
 )
 from redray.object_ref import ObjectRef, _tracker
+from redray.objectstore.local_objects import LocalObjects
+from redray.objectstore.refcount import ReferenceCounter
 from redray.objectstore.serialization import (
     INLINE_MAX_BYTES,
     SerializedObject,
@@ -41,8 +42,6 @@ from redray.objectstore.serialization import (
     dumps,
     serialize,
 )
-from redray.objectstore.local_objects import LocalObjects
-from redray.objectstore.refcount import ReferenceCounter
 from redray.objectstore.shm_store import SharedMemoryStore, store_directory
 from redray.scheduler.placement import Placement
 from redray.task_spec import Arg, TaskSpec
