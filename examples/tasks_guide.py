@@ -5,7 +5,7 @@
 Each section follows the guide's code (sleeps shortened, sizes reduced to suit a laptop):
 remote functions, resource options, passing object refs, ray.wait, multiple returns, nested
 tasks (the quick-sort example, with a threshold small enough to recurse several levels),
-and the fixes of the guide's anti-patterns. Every section checks its results; the script
+the fixes of the guide's anti-patterns, generators and cancelling. Every section checks its results; the script
 prints "tasks guide: all examples passed" and exits 0 when all hold.
 """
 
@@ -238,6 +238,40 @@ def batch_fine_grained_work() -> None:
     print("anti-pattern fix, batch fine-grained tasks: ok")
 
 
+@ray.remote
+def task():
+    for i in range(5):
+        time.sleep(0.5)  # the guide sleeps 5 s per item
+        yield i
+
+
+def generators() -> None:
+    # The generator yields output every 0.5 seconds
+    received = []
+    for obj_ref in task.remote():
+        received.append(ray.get(obj_ref))
+        print(ray.get(obj_ref))
+    assert received == [0, 1, 2, 3, 4]
+    print("generators: ok")
+
+
+@ray.remote
+def blocking_operation():
+    time.sleep(10e6)
+
+
+def cancelling_tasks() -> None:
+    obj_ref = blocking_operation.remote()
+    ray.cancel(obj_ref)
+    try:
+        ray.get(obj_ref)
+    except ray.exceptions.TaskCancelledError:
+        print("Object reference was cancelled.")
+    else:
+        raise AssertionError("a cancelled task's ref must raise TaskCancelledError")
+    print("cancelling tasks: ok")
+
+
 def main() -> None:
     ray.init(num_cpus=2)
     try:
@@ -253,6 +287,8 @@ def main() -> None:
         process_in_completion_order()
         fetch_in_batches()
         batch_fine_grained_work()
+        generators()
+        cancelling_tasks()
     finally:
         ray.shutdown()
     print("tasks guide: all examples passed")
