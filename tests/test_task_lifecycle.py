@@ -40,9 +40,7 @@ def test_worker_crash_without_retries_raises_worker_crashed_error(ray_start: Any
         ray.get(crash.remote())
 
 
-def test_retry_exceptions_list_retries_only_those_classes(
-    ray_start: Any, tmp_path: Path
-) -> None:
+def test_retry_exceptions_list_retries_only_those_classes(ray_start: Any, tmp_path: Path) -> None:
     ray = ray_start
     marker = tmp_path / "runs"
 
@@ -217,3 +215,58 @@ def test_async_iteration_of_a_streaming_generator(ray_start: Any) -> None:
         return [await ref async for ref in letters.remote()]
 
     assert asyncio.run(collect()) == ["x", "y", "z"]
+
+
+def test_cancel_task_waiting_for_its_dependencies(ray_start: Any, tmp_path: Path) -> None:
+    ray = ray_start
+    gate = tmp_path / "gate"
+    ran = tmp_path / "ran"
+
+    @ray.remote
+    def upstream(path: str) -> int:
+        from target_ray import wait_for_path
+
+        wait_for_path(path)
+        return 1
+
+    @ray.remote
+    def downstream(value: int, path: str) -> None:
+        Path(path).touch()
+
+    first = upstream.remote(str(gate))
+    dependent = downstream.remote(first, str(ran))
+    ray.cancel(dependent)
+    gate.touch()
+    assert ray.get(first) == 1
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(dependent, timeout=60)
+    assert not ran.exists()
+
+
+def test_cancel_is_recursive_by_default(ray_start: Any, tmp_path: Path) -> None:
+    ray = ray_start
+    started = tmp_path / "child-started"
+    interrupted = tmp_path / "child-interrupted"
+
+    @ray.remote
+    def child(started_path: str, interrupted_path: str) -> None:
+        import time
+
+        Path(started_path).touch()
+        try:
+            time.sleep(10e6)
+        finally:
+            Path(interrupted_path).touch()
+
+    @ray.remote
+    def parent(started_path: str, interrupted_path: str) -> None:
+        ray.get(child.remote(started_path, interrupted_path))
+
+    ref = parent.remote(str(started), str(interrupted))
+    from target_ray import wait_for_path
+
+    assert wait_for_path(started)
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=60)
+    assert wait_for_path(interrupted)
