@@ -161,30 +161,51 @@ class ActorRuntime:
                 self._start(entry_id, fields)
 
     def _serve_in_order(self, last_delivered: str) -> None:
-        """One call at a time, in mailbox order, with as few round trips as possible: each
-        call's commit is written as soon as it finishes (replies read later), and taking
-        the next calls (up to a batch: they are sent to this actor, so they are in flight
-        as Ray counts it) shares one round trip with waiting when there are none."""
+        """One call at a time, in mailbox order, with as few round trips as possible.
+
+        Each call's commit is written as soon as it finishes (replies read later); taking the
+        next calls (a batch: they are sent to this actor, so in flight as Ray counts them)
+        shares one round trip with waiting when there are none. A call that wakes an idle
+        actor runs at once: the take that records it as in flight is written first, and its
+        reply is read with the next batch.
+        """
         connection = RawConnection(self.reader)
-        take = (
-            "XREADGROUP", "GROUP", keys.ACTOR_GROUP, self.consumer,
-            "COUNT", _TAKE_BATCH, "STREAMS", self.mailbox, ">",
-        )  # fmt: skip
+
+        def take(count: int) -> tuple[Any, ...]:
+            return (
+                "XREADGROUP", "GROUP", keys.ACTOR_GROUP, self.consumer,
+                "COUNT", count, "STREAMS", self.mailbox, ">",
+            )  # fmt: skip
+
         unread = 0
+        claimed: bytes | None = None  # the call we woke on; its take's reply is read first
         while True:
             # When calls were taken the wait returns at once; else it blocks until one comes.
             wait = ("XREAD", "COUNT", 1, "BLOCK", _IDLE_BLOCK_MS, "STREAMS", self.mailbox,
                     last_delivered)  # fmt: skip
-            connection.send([take, wait])
+            connection.send([take(_TAKE_BATCH), wait])
             replies = connection.read(unread + 2)
             unread = 0
+            to_run: list[tuple[bytes, dict[bytes, bytes]]] = []
+            if claimed is not None:
+                claim, replies = replies[0], replies[1:]
+                to_run += [entry for entry in _entries(claim) if entry[0] != claimed]
+                claimed = None
             for reply in replies[:-2]:
                 if isinstance(reply, Exception):
                     raise reply
             if isinstance(replies[-2], Exception):  # the mailbox is gone: the actor is dead
                 return
-            streams = stream_entries(replies[-2])
-            for entry_id, fields in streams[0][1] if streams else []:
+            to_run += _entries(replies[-2])
+            if not to_run:
+                woke = _entries(replies[-1])
+                if not woke:
+                    continue
+                connection.send([take(1)])
+                unread += 1
+                claimed = woke[0][0]
+                to_run = woke[:1]
+            for entry_id, fields in to_run:
                 last_delivered = entry_id
                 if b"terminate" in fields:
                     self._terminate(entry_id)
@@ -409,3 +430,9 @@ class ActorRuntime:
         threading.Thread(target=run, name="redray-actor-loop", daemon=True).start()
         started.wait()
         self._loop = loop
+
+
+def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """The entries of a one-stream XREAD/XREADGROUP reply."""
+    streams = stream_entries(reply) if not isinstance(reply, Exception) else []
+    return streams[0][1] if streams else []
