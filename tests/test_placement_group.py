@@ -83,8 +83,12 @@ def test_tasks_and_actor_run_in_bundles(ray: Any) -> None:
         current = ray.util.get_current_placement_group()
         return current.id.hex() if current is not None else None
 
-    refs = [in_group.options(scheduling_strategy=_strategy(ray, pg, i % 2)).remote() for i in range(4)]
-    refs += [in_group.options(scheduling_strategy=_strategy(ray, pg, -1)).remote() for _ in range(4)]
+    refs = [
+        in_group.options(scheduling_strategy=_strategy(ray, pg, i % 2)).remote() for i in range(4)
+    ]
+    refs += [
+        in_group.options(scheduling_strategy=_strategy(ray, pg, -1)).remote() for _ in range(4)
+    ]
     assert ray.get(refs, timeout=60) == [pg.id.hex()] * 8
 
     @ray.remote
@@ -211,7 +215,7 @@ def test_infeasible_group_stays_pending(ray: Any) -> None:
 
 def test_redray_warns_about_an_infeasible_group(ray: Any) -> None:
     if ray is not redray:
-        pytest.skip("redray's own warning")
+        pytest.skip("Ray reports an infeasible group through its autoscaler, not a Python warning")
     with pytest.warns(UserWarning, match="can ever hold it"):
         ray._test_pg([{"CPU": 1}, {"CPU": 1}, {"CPU": 1}], strategy="STRICT_SPREAD")
 
