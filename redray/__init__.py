@@ -1,13 +1,13 @@
 """redray: Ray's core API (tasks, actors, objects) on Redis.
 
-    import redray as ray
+import redray as ray
 
-    @ray.remote
-    def square(x):
-        return x * x
+@ray.remote
+def square(x):
+    return x * x
 
-    ray.init()
-    print(ray.get([square.remote(i) for i in range(4)]))  # [0, 1, 4, 9]
+ray.init()
+print(ray.get([square.remote(i) for i in range(4)]))  # [0, 1, 4, 9]
 """
 
 from redray import exceptions, util

@@ -262,9 +262,7 @@ def wait(
     A streaming ObjectRefGenerator is ready when its next item is, or its stream has ended
     (then next() raises StopIteration at once)."""
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
-        raise TypeError(
-            f"wait() expected a list of ObjectRef, got {type(object_refs).__name__}."
-        )
+        raise TypeError(f"wait() expected a list of ObjectRef, got {type(object_refs).__name__}.")
     plain = all(type(ref) is ObjectRef for ref in object_refs)  # the common, fast case
     if not plain and not all(
         isinstance(ref, (ObjectRef, ObjectRefGenerator)) for ref in object_refs

@@ -339,8 +339,7 @@ def test_generator_method_streams_items(cluster):
     @ray.remote
     class Source:
         def count_to(self, n: int) -> Any:
-            for i in range(1, n + 1):
-                yield i
+            yield from range(1, n + 1)
 
         @ray.method(num_returns="dynamic")
         def negatives(self, n: int) -> Any:

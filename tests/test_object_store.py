@@ -55,7 +55,9 @@ def test_put_loop_of_large_arrays_stays_bounded(ray_fresh) -> None:
         del ref
         assert store.used_bytes() < 1024 * MB
     _settle()
-    assert store.used_bytes() == 0
+    assert store.objects() == []
+    # What remains is at most the freed files this process keeps for its next puts.
+    assert store.used_bytes() <= 2 * array.nbytes + MB
     assert _obj_keys(seen) == []
 
 
@@ -139,7 +141,7 @@ def test_spilling_and_restoring_under_a_small_cap(ray_fresh) -> None:
         redray.put(np.zeros(300 * MB // 8))
     del refs, ref
     _settle()
-    assert store.used_bytes() == 0 and os.listdir(store.spill_directory) == []
+    assert store.objects() == [] and os.listdir(store.spill_directory) == []
 
 
 @pytest.mark.timeout(300)
@@ -280,5 +282,5 @@ def test_streamed_items_are_freed_when_the_caller_drops_them(ray_fresh) -> None:
         seen.append(ref.hex())
         del ref
     _settle()
-    assert store.used_bytes() == 0
+    assert store.objects() == []
     assert _obj_keys(seen) == []

@@ -6,6 +6,7 @@ and fetches objects, and receives readiness notifications on one background read
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -27,6 +28,7 @@ from redray.control import keys, results
 from redray.control.scripts import Commands
 from redray.exceptions import (
     GetTimeoutError,
+    OwnerDiedError,
     RayError,
     RayTaskError,
     TaskCancelledError,
@@ -34,7 +36,7 @@ from redray.exceptions import (
 )
 from redray.object_ref import ObjectRef, _tracker
 from redray.objectstore.local_objects import LocalObjects
-from redray.objectstore.refcount import ReferenceCounter
+from redray.objectstore.refcount import ReferenceCounter, parse_freed
 from redray.objectstore.serialization import (
     INLINE_MAX_BYTES,
     SerializedObject,
@@ -98,6 +100,26 @@ class CoreClient:
         self.on_unblock: Callable[[], None] | None = None
         self._init_object_store()
         _tracker.on_zero = self._on_last_ref_dropped
+        self._register()
+
+    def _register(self) -> None:
+        """Enter the clients table, so that the node daemon can release this process's
+        objects if it dies (redray/node/owners.py)."""
+        record = json.dumps({"pid": os.getpid(), "node": self.node_id, "kind": self.kind})
+        self.batcher.add("HSET", keys.CLIENTS, self.client_id, record)
+
+    def forget_borrowed_entries(self) -> None:
+        """Some owner died: entries cached of objects this process borrowed may be stale."""
+        self.objects.keep_only(self.refs.owned_ids())
+
+    def _unregister(self) -> None:
+        """A driver ends its job: what others still borrow from it raises OwnerDiedError,
+        as in Ray. A worker's objects outlive it while borrowed."""
+        if self.kind == "driver":
+            freed = self.commands.call("owner_died", self.client_id)
+            self.local_objects.delete_freed(parse_freed(freed or []))
+        else:
+            self.redis.hdel(keys.CLIENTS, self.client_id)
 
     def _init_object_store(self) -> None:
         """Object access and reference counting (redray/objectstore/)."""
@@ -146,11 +168,13 @@ class CoreClient:
         try:
             self.refs.close()
             self.batcher.close()
+            self._unregister()
             if self._reader is not None:
                 self._reader.stop()
             self.redis.delete(keys.notify(self.client_id))
         except redis.RedisError:
             pass
+        self.local_objects.close()
         self.redis.close()
 
     # ---- functions -------------------------------------------------------------------
@@ -235,6 +259,8 @@ class CoreClient:
             if isinstance(error, RayTaskError):
                 raise error.as_instanceof_cause()
             raise error
+        if entry.kind == "x":
+            raise OwnerDiedError(object_id)
         return deserialize(self._read_shared(object_id, entry))
 
     def _read_shared(self, object_id: str, entry: Entry) -> memoryview:

@@ -4,7 +4,8 @@ Every result and watched object this process waits for is announced on its own s
 (`notify:<client_id>`), which commit_objects writes in the same atomic step as the object.
 A stream rather than pub/sub, so that nothing is lost while the reader is busy; each read
 also trims what the previous read consumed. The same blocking read follows node events,
-so the node cache refreshes when nodes join or leave.
+so the node cache refreshes when nodes join or leave, and cached entries of borrowed
+objects are dropped when some owner dies (the next get reads them again).
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class NotificationReader(threading.Thread):
                         client.on_committed(fields[b"o"].decode(), entry)
                 else:
                     last_event = entries[-1][0]
+                    if any(fields.get(b"event") == b"owner_died" for _, fields in entries):
+                        client.forget_borrowed_entries()
                     client.nodes.refresh()
                     refreshed = time.monotonic()
                     client.retry_infeasible()

@@ -48,6 +48,11 @@ class ObjectTable:
         entries = self._entries
         return [o for o in object_ids if (e := entries.get(o)) is not None and e.kind == "e"]
 
+    def keep_only(self, keep: set[str]) -> None:
+        with self.lock:
+            for object_id in [o for o in self._entries if o not in keep]:
+                del self._entries[object_id]
+
     def discard(self, object_id: str) -> None:
         self._entries.pop(object_id, None)
 

@@ -17,9 +17,18 @@ local function finish_task(p, task_id, final_state)
 end
 
 -- Writes one object directory entry and notifies its owner and every registered waiter.
+-- The entry joins its owner's set (owned:*). An object committed after its owner died (the
+-- result of a task the dead process submitted) is written as kind 'x': whoever borrowed
+-- its ref gets OwnerDiedError.
 local function commit_object(p, oid, owner, kind, size, node, data)
   local okey = p .. 'obj:' .. oid
+  if owner ~= '' and redis.call('SISMEMBER', p .. 'dead_owners', owner) == 1 then
+    kind, data = 'x', ''
+  end
   redis.call('HSET', okey, 'k', kind, 's', size, 'n', node, 'd', data, 'o', owner)
+  if owner ~= '' then
+    redis.call('SADD', p .. 'owned:' .. owner, oid)
+  end
   local entry = {'o', oid, 'k', kind, 's', size, 'n', node, 'd', data}
   if owner ~= '' then
     redis.call('XADD', p .. 'notify:' .. owner, '*', unpack(entry))
@@ -31,6 +40,46 @@ local function commit_object(p, oid, owner, kind, size, node, data)
     end
   end
   redis.call('DEL', wkey)
+end
+
+-- Appends {id, primary node, other nodes...} to `freed` if the object's memory lives in a
+-- store (kind 's'): the caller deletes those files.
+local function note_stored_copies(p, id, kind, node, freed)
+  if kind == 's' then
+    local out = {id, node}
+    for _, other in ipairs(redis.call('SMEMBERS', p .. 'obj:' .. id .. ':locations')) do
+      if other ~= node then out[#out + 1] = other end
+    end
+    freed[#freed + 1] = out
+  end
+end
+
+-- Deletes the entry of an object nobody refers to any more, and (transitively) those of
+-- the refs it contained that are now unreferenced, noting their stored copies in `freed`.
+local function free_object(p, first, freed)
+  local work = {first}
+  while #work > 0 do
+    local id = table.remove(work)
+    local okey = p .. 'obj:' .. id
+    local f = redis.call('HMGET', okey, 'k', 'n', 'c', 'o')
+    note_stored_copies(p, id, f[1], f[2], freed)
+    if f[4] and f[4] ~= '' then
+      redis.call('SREM', p .. 'owned:' .. f[4], id)
+    end
+    redis.call('DEL', okey, okey .. ':locations', okey .. ':waiters')
+    if f[3] then
+      for inner in string.gmatch(f[3], '[^,]+') do
+        local ikey = p .. 'obj:' .. inner
+        if redis.call('HINCRBY', ikey, 'b', -1) <= 0 then
+          if redis.call('HGET', ikey, 'r') == '1' then
+            work[#work + 1] = inner
+          elseif redis.call('HEXISTS', ikey, 'k') == 0 then
+            redis.call('DEL', ikey)
+          end
+        end
+      end
+    end
+  end
 end
 
 -- command: commit_objects
@@ -61,6 +110,7 @@ return 1
 local p = ARGV[1]
 commit_object(p, ARGV[2], '', ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 redis.call('HSET', p .. 'obj:' .. ARGV[2], 'o', ARGV[3])
+redis.call('SADD', p .. 'owned:' .. ARGV[3], ARGV[2])
 return 1
 
 -- command: watch_objects
@@ -240,33 +290,8 @@ return left
 -- Returns, for each freed object kept in a store, {id, primary node, other nodes...}.
 local p = ARGV[1]
 local freed = {}
-local function free(first)
-  local work = {first}
-  while #work > 0 do
-    local id = table.remove(work)
-    local okey = p .. 'obj:' .. id
-    local f = redis.call('HMGET', okey, 'k', 'n', 'c')
-    if f[1] == 's' then
-      local out = {id, f[2]}
-      for _, node in ipairs(redis.call('SMEMBERS', okey .. ':locations')) do
-        if node ~= f[2] then out[#out + 1] = node end
-      end
-      freed[#freed + 1] = out
-    end
-    redis.call('DEL', okey, okey .. ':locations', okey .. ':waiters')
-    if f[3] then
-      for inner in string.gmatch(f[3], '[^,]+') do
-        local ikey = p .. 'obj:' .. inner
-        if redis.call('HINCRBY', ikey, 'b', -1) <= 0 then
-          if redis.call('HGET', ikey, 'r') == '1' then
-            work[#work + 1] = inner
-          elseif redis.call('HEXISTS', ikey, 'k') == 0 then
-            redis.call('DEL', ikey)
-          end
-        end
-      end
-    end
-  end
+local function free(id)
+  free_object(p, id, freed)
 end
 local i = 2
 while i <= #ARGV do
@@ -302,6 +327,35 @@ while i <= #ARGV do
     redis.call('HSET', okey, 'c', table.concat(inner, ','))
   end
 end
+return freed
+
+-- command: owner_died
+-- Tables: clients, dead owners, owned sets, object directory.
+-- A process that owned objects died (or a driver ended its job): each object it owned that
+-- nobody borrows is freed; the others become kind 'x' (their memory is freed too), so that
+-- their borrowers' get raises OwnerDiedError, and they go when the last borrower lets go.
+-- Results committed later by its tasks are written as 'x' (see commit_object). Every client
+-- hears of it on node_events, and forgets the entries it cached of objects it borrowed.
+-- ARGV: prefix, client_id. Returns the freed stored objects, as obj_refs does.
+local p, client = ARGV[1], ARGV[2]
+redis.call('HDEL', p .. 'clients', client)
+redis.call('SADD', p .. 'dead_owners', client)
+local freed = {}
+local owned = p .. 'owned:' .. client
+for _, id in ipairs(redis.call('SMEMBERS', owned)) do
+  local okey = p .. 'obj:' .. id
+  if tonumber(redis.call('HGET', okey, 'b') or '0') <= 0 then
+    free_object(p, id, freed)
+  else
+    local f = redis.call('HMGET', okey, 'k', 'n')
+    note_stored_copies(p, id, f[1], f[2], freed)
+    redis.call('HSET', okey, 'k', 'x', 'd', '', 'r', '1')
+    redis.call('DEL', okey .. ':locations')
+  end
+end
+redis.call('DEL', owned)
+redis.call('XADD', p .. 'node_events', 'MAXLEN', 1000, '*', 'event', 'owner_died', 'client',
+  client)
 return freed
 
 -- command: obj_add_location

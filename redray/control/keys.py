@@ -4,24 +4,26 @@ All keys live under one cluster prefix so that a Redis shared with other softwar
 test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 
 | key                              | type   | what it holds                                        |
-| --------------------------------- | ------ | ---------------------------------------------------- |
+| -------------------------------- | ------ | ---------------------------------------------------- |
 | {p}cluster                       | hash   | cluster facts: head node, redis unix socket, created |
 | {p}nodes                         | hash   | node_id -> JSON node record (resources, addresses;   |
 |                                  |        | "dead": true once its heartbeat expired)             |
 | {p}node:{id}:alive               | string | JSON available resources; TTL = heartbeat deadline   |
 | {p}node:{id}:queue               | stream | task specs for that node; consumer group "daemon"    |
 | {p}node:{id}:recovering          | string | lease of the daemon re-placing a dead node's queue   |
-| {p}node_events                   | stream | node joined / left, read by every client             |
+| {p}node_events                   | stream | node joined / left, owner died: read by every client |
 | {p}fn:{function_id}              | string | pickled function or class, exported once             |
 | {p}obj:{object_id}               | hash   | object directory entry: owner, kind, size, node,     |
 |                                  |        | inline value (field d) for small objects; refcount:  |
 |                                  |        | b borrowers, r owner released, c contained ids       |
 | {p}obj:{object_id}:waiters       | set    | client ids to notify when the object is committed    |
 | {p}obj:{object_id}:locations     | set    | nodes holding a copy besides the primary (field n)   |
-| {p}notify:{client_id}             | stream | readiness notifications for one client process      |
+| {p}notify:{client_id}            | stream | readiness notifications for one client process       |
 | {p}task:{task_id}                | hash   | task state, attempts, node, worker pid               |
 | {p}errors                        | list   | JSON failure records (newest first), error_info()    |
-| {p}clients                       | hash   | client_id -> JSON (pid, node, kind), for liveness     |
+| {p}clients                       | hash   | client_id -> JSON (pid, node, kind), for liveness    |
+| {p}owned:{client_id}             | set    | ids of the committed objects a client process owns   |
+| {p}dead_owners                   | set    | client ids whose objects were released at death      |
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from redray.client.object_table import Entry
 from redray.control import keys, results
 from redray.control.scripts import Commands
 from redray.exceptions import WorkerCrashedError
+from redray.node.owners import OwnerReaper
 from redray.node.recovery import NodeRecovery
 from redray.node.redis_launcher import wait_until_up
 from redray.node.worker_pool import WorkerPool
@@ -70,6 +71,7 @@ class NodeDaemon:
         self.commands = Commands(self.redis)
         self.recovery = NodeRecovery(self.redis, self.commands, config.node_id)
         self.store = SharedMemoryStore(store_directory(config.node_id))
+        self.owners = OwnerReaper(self.redis, self.commands, config.node_id, self.store)
         self.scheduler = LocalScheduler(dict(config.resources))
         self.selector = selectors.DefaultSelector()
         self.pool = WorkerPool(config.redis_kwargs, config.node_id, self._close_in_child)
@@ -215,11 +217,13 @@ class NodeDaemon:
                 self._flush_acks()
             if time.monotonic() >= next_retire:
                 self._retire_surplus_workers()
+                self.store.remove_files_of_dead_processes()
                 next_retire = time.monotonic() + _RETIRE_IDLE_SECONDS
             if time.monotonic() >= next_heartbeat:
                 self._flush_acks()
                 if not self.recovery.tick(self._heartbeat_value(), HEARTBEAT_TTL_SECONDS):
                     return  # declared dead while alive (too slow): leave, as Ray's raylets do
+                self.owners.release_dead()  # drivers of this node that died
                 next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
 
     def _retire_surplus_workers(self) -> None:
@@ -259,7 +263,9 @@ class NodeDaemon:
     def _on_queue_readable(self) -> None:
         response = self._queue_reader.read_response()
         self._read_queue()
-        streams = response.values() if isinstance(response, dict) else [e for _, e in response or []]
+        streams = (
+            response.values() if isinstance(response, dict) else [e for _, e in response or []]
+        )
         for entries in streams:
             for entry_id, fields in entries:
                 fields = _as_dict(fields)
@@ -362,6 +368,7 @@ class NodeDaemon:
             return
         self.selector.unregister(self.pool.workers[worker_id].channel.sock)
         how = self.pool.reap(worker_id)
+        self.owners.release_dead()
         task, actions = self.scheduler.worker_gone(worker_id)
         if task is not None:
             self._task_lost_worker(task, how)
@@ -418,6 +425,7 @@ class NodeDaemon:
 
         self.selector.unregister(self.pool.workers[worker_id].channel.sock)
         how = self.pool.reap(worker_id)
+        self.owners.release_dead()
         actor_id, task = self._actor_workers.pop(worker_id)
         if self._actor_of.get(actor_id) == worker_id:
             del self._actor_of[actor_id]

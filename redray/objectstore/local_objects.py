@@ -10,7 +10,9 @@ are separate even when the nodes share a machine.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 
 import redis
 
@@ -36,7 +38,16 @@ class LocalObjects:
         self._commands = commands
         self.node_id = node_id
         self._nodes = nodes
-        self.store = SharedMemoryStore(store_directory(node_id)) if node_id else None
+        self.store = SharedMemoryStore(store_directory(node_id), recycle=True) if node_id else None
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def release_freed_mappings(self) -> None:
+        """Unmap cached objects that were freed meanwhile (a worker calls this after a task)."""
+        if self.store is not None:
+            self.store.prune_read_cache()
 
     # ---- writing -----------------------------------------------------------------------
 
@@ -125,25 +136,38 @@ class LocalObjects:
         state = self._nodes.get(node_id)
         if state is not None and state.extra.get("transfer"):
             return state.extra["transfer"]
-        import json
-
-        record = self._redis.hget(keys.NODES, node_id)
-        return json.loads(record).get("transfer") if record else None
+        return recorded_transfer_address(self._redis, node_id)
 
     # ---- freeing -----------------------------------------------------------------------
 
     def delete_freed(self, freed: Freed) -> None:
-        """Delete the files of freed objects on every node that holds a copy."""
-        for object_id, nodes in freed:
-            for node in nodes:
-                if node == self.node_id and self.store is not None:
-                    self.store.delete(object_id)
-                    continue
-                address = self._transfer_address(node)
-                try:
-                    if address is None:
-                        raise OSError("no transfer server")
-                    transfer.request_free(address, object_id)
-                except OSError:
-                    # The node is gone (its store went with it), or shares this machine.
-                    SharedMemoryStore(store_directory(node)).delete(object_id)
+        delete_files(freed, self.node_id, self.store, self._transfer_address)
+
+
+def recorded_transfer_address(client: redis.Redis, node_id: str) -> str | None:
+    """The transfer server of a node, from its node record."""
+    record = client.hget(keys.NODES, node_id)
+    return json.loads(record).get("transfer") if record else None
+
+
+def delete_files(
+    freed: Freed,
+    node_id: str | None,
+    store: SharedMemoryStore | None,
+    transfer_address: Callable[[str], str | None],
+) -> None:
+    """Delete the files of freed objects on every node that holds a copy: directly in
+    `store` (this node's), through their transfer servers elsewhere."""
+    for object_id, nodes in freed:
+        for node in nodes:
+            if node == node_id and store is not None:
+                store.delete(object_id)
+                continue
+            address = transfer_address(node)
+            try:
+                if address is None:
+                    raise OSError("no transfer server")
+                transfer.request_free(address, object_id)
+            except OSError:
+                # The node is gone (its store went with it), or shares this machine.
+                SharedMemoryStore(store_directory(node)).delete(object_id)

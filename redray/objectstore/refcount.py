@@ -80,6 +80,9 @@ class ReferenceCounter:
         """This process creates `object_id` and its first ref: it is the owner."""
         self._owned.add(object_id)
 
+    def owned_ids(self) -> set[str]:
+        return set(self._owned)
+
     def on_first_ref(self, object_id: str) -> None:
         if object_id not in self._owned:
             self._push(("+", object_id))
@@ -117,27 +120,26 @@ class ReferenceCounter:
 
     def flush(self, wait: bool = False) -> None:
         """Send the queued operations (in order); with `wait`, also delete what they freed
-        before returning."""
-        if self._ops:
-            with self._send_lock:
-                flat: list[Any] = []
-                while self._ops:
-                    op = self._ops.popleft()
-                    if op[0] == "o":
-                        with self._defer_lock:
-                            if self._is_pending(op[1]):
-                                self._release_on_commit.add(op[1])
-                                continue
-                    flat.extend(op)
-                if flat:
-                    command = self._commands.raw("obj_refs", *flat)
-                    self._writer.add(*command, on_reply=self._on_freed)
-        if wait:
-            self._writer.flush()
+        before returning, including what another thread's flush in progress frees."""
+        with self._send_lock:
+            flat: list[Any] = []
+            while self._ops:
+                op = self._ops.popleft()
+                if op[0] == "o":
+                    with self._defer_lock:
+                        if self._is_pending(op[1]):
+                            self._release_on_commit.add(op[1])
+                            continue
+                flat.extend(op)
+            if flat:
+                command = self._commands.raw("obj_refs", *flat)
+                self._writer.add(*command, on_reply=self._on_freed)
+            if wait:
+                self._writer.flush()
 
     def _on_freed(self, freed: Any) -> None:
         if freed and not isinstance(freed, Exception):
-            self._delete_freed([(_text(f[0]), [_text(n) for n in f[1:]]) for f in freed])
+            self._delete_freed(parse_freed(freed))
         elif isinstance(freed, Exception):
             logger.error("redray: releasing object references failed: %s", freed)
 
@@ -171,6 +173,11 @@ class ReferenceCounter:
             self.flush(wait=True)
         except redis.RedisError:
             pass
+
+
+def parse_freed(reply: list[list[bytes]]) -> Freed:
+    """The freed objects a Lua command (obj_refs, owner_died) returned."""
+    return [(_text(f[0]), [_text(n) for n in f[1:]]) for f in reply]
 
 
 def _text(value: bytes | str) -> str:

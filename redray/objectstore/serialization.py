@@ -107,6 +107,14 @@ class SerializedObject:
                     pending[0] = head[written:]
                     written = 0
 
+    def write_to_buffer(self, destination: memoryview) -> None:
+        """Copy the blob into a writable buffer of `total_size` bytes (one memcpy per chunk)."""
+        offset = 0
+        for chunk in self.chunks():
+            view = memoryview(chunk).cast("B")
+            destination[offset : offset + view.nbytes] = view
+            offset += view.nbytes
+
 
 def _aligned(offset: int) -> int:
     return (offset + _ALIGN - 1) // _ALIGN * _ALIGN

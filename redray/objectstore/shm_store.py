@@ -7,7 +7,8 @@ the mapping stays valid after the file is deleted, so freeing never breaks a rea
 
 A reader also holds a shared `flock` on the file for as long as its mapping lives (mmap
 keeps a duplicate of the descriptor, and flock belongs to the open file, not to the fd we
-close): that is how the spiller knows an object is in use without any bookkeeping.
+close): that is how the spiller knows an object is in use without any bookkeeping. Large
+freed files are recycled by the process that frees them (see segments.py).
 """
 
 from __future__ import annotations
@@ -23,11 +24,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+import psutil
+
+from redray.objectstore.read_cache import ReadCache
+from redray.objectstore.segments import FREE_PREFIX, SegmentRecycler
 from redray.objectstore.serialization import SerializedObject
 
 SHM_ROOT = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path("/tmp")
 _CONFIG = ".config.json"
 _ALLOC_LOCK = ".alloc.lock"
+#: The most bytes of freed files one process keeps for reuse.
+_RECYCLE_BUDGET = 1 << 30
 
 #: make_room(bytes_to_free, incoming_size): evicts or spills, or raises ObjectStoreFullError.
 MakeRoom = Callable[[int, int], None]
@@ -50,15 +57,22 @@ class StoredObject(NamedTuple):
 
 def map_pinned(path: Path) -> memoryview:
     """Map a sealed file read-only, pinned (shared flock) for as long as the mapping lives."""
+    return memoryview(_map_pinned_file(path)[0])
+
+
+def _map_pinned_file(path: Path) -> tuple[mmap.mmap, int]:
+    """map_pinned's mapping and the inode it maps."""
     fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
-        if os.fstat(fd).st_nlink == 0:  # spilled or freed while we waited for the lock
+        inode = os.fstat(fd).st_ino
+        # Spilled, freed or recycled while we waited for the lock?
+        if inode != os.stat(path).st_ino:
             raise FileNotFoundError(str(path))
         mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     finally:
         os.close(fd)
-    return memoryview(mapping)
+    return mapping, inode
 
 
 class Reservation:
@@ -66,7 +80,7 @@ class Reservation:
 
     def __init__(self, final: Path, size: int) -> None:
         self.final = final
-        self.temporary = final.with_name(f"{final.name}.{os.getpid()}.tmp")
+        self.temporary = _temporary_path(final)
         self.fd = os.open(self.temporary, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o600)
         os.ftruncate(self.fd, size)  # counts against the cap at once; tmpfs allocates lazily
 
@@ -82,9 +96,17 @@ class Reservation:
 class SharedMemoryStore:
     """The files of one node's store; any process on the node may write and read them."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, recycle: bool = False) -> None:
+        """`recycle`: reuse the large files this process frees, and keep the mappings of
+        the last large objects it read (for a driver or worker)."""
         self.directory = directory
         self._config: dict | None = None
+        self._recycler: SegmentRecycler | None = None
+        self._reads: ReadCache | None = None
+        if recycle:
+            self._reads = ReadCache()
+            budget = min((self.capacity() or _RECYCLE_BUDGET) // 4, _RECYCLE_BUDGET)
+            self._recycler = SegmentRecycler(directory, budget)
 
     @property
     def node_id(self) -> str:
@@ -104,6 +126,30 @@ class SharedMemoryStore:
     def destroy(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
         shutil.rmtree(self.spill_directory, ignore_errors=True)
+
+    def close(self) -> None:
+        """This process is done with the store: delete the files it kept for reuse."""
+        if self._recycler is not None:
+            self._recycler.close()
+
+    def remove_files_of_dead_processes(self) -> None:
+        """Delete the reservations and free files of processes that died (the daemon's job)."""
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                pid = _writer_pid(entry.name)
+                if pid is not None and not psutil.pid_exists(pid):
+                    Path(entry.path).unlink(missing_ok=True)
+
+    def delete_free_files(self) -> int:
+        """Delete every process's free files (to make room); returns the bytes released."""
+        released = 0
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                if entry.name.startswith(FREE_PREFIX):
+                    with contextlib.suppress(FileNotFoundError):
+                        released += entry.stat().st_size
+                        os.unlink(entry.path)
+        return released
 
     # ---- layout ------------------------------------------------------------------------
 
@@ -194,6 +240,19 @@ class SharedMemoryStore:
     ) -> int:
         """Store and seal an object; returns its size in bytes."""
         size = serialized.total_size
+        if self._recycler is not None:
+            segment = self._recycler.take(size, _temporary_path(self.path(object_id)))
+            if segment is not None:
+                try:
+                    serialized.write_to_buffer(segment.writable_view(size))
+                    os.rename(segment.path, self.path(object_id))
+                except BaseException:
+                    segment.path.unlink(missing_ok=True)
+                    segment.close()
+                    raise
+                segment.path = self.path(object_id)
+                self._recycler.written(object_id, segment)
+                return size
         reservation = self.reserve(object_id, size, make_room)
         try:
             serialized.write_to_fd(reservation.fd)
@@ -205,16 +264,52 @@ class SharedMemoryStore:
 
     def read(self, object_id: str) -> memoryview:
         """A read-only, pinned view of the sealed object (FileNotFoundError if absent)."""
-        return map_pinned(self.path(object_id))
+        if self._reads is None:
+            return map_pinned(self.path(object_id))
+        view = self._reads.get(object_id)
+        if view is None:
+            self._reads.prune()
+            path = self.path(object_id)
+            mapping, inode = _map_pinned_file(path)
+            self._reads.add(object_id, path, inode, mapping)
+            view = memoryview(mapping)
+        return view
+
+    def prune_read_cache(self) -> None:
+        """Let go of cached mappings of objects that are gone (see read_cache.py)."""
+        if self._reads is not None:
+            self._reads.prune()
 
     def contains(self, object_id: str) -> bool:
         return self.path(object_id).exists()
 
     def delete(self, object_id: str) -> None:
-        """Forget an object: its file, its spilled copy and its lock file."""
-        self.path(object_id).unlink(missing_ok=True)
+        """Forget an object: its file (kept for reuse if it can be), its spilled copy and its
+        lock file."""
+        path = self.path(object_id)
+        if self._reads is not None:
+            self._reads.forget(object_id)
+        if self._recycler is None or not self._recycler.recycle(object_id, path):
+            path.unlink(missing_ok=True)
         (self.directory / f"{object_id}.lock").unlink(missing_ok=True)
         try:
             self.spill_path(object_id).unlink(missing_ok=True)
         except NotADirectoryError:
             pass
+
+
+def _temporary_path(final: Path) -> Path:
+    """Where this process writes an object before sealing it."""
+    return final.with_name(f"{final.name}.{os.getpid()}.tmp")
+
+
+def _writer_pid(name: str) -> int | None:
+    """The pid in a reservation (`<id>.<pid>.tmp`) or free file (`free.<pid>.<n>`) name."""
+    parts = name.split(".")
+    if name.startswith(FREE_PREFIX) and len(parts) == 3:
+        field = parts[1]
+    elif name.endswith(".tmp") and len(parts) == 3:
+        field = parts[1]
+    else:
+        return None
+    return int(field) if field.isdigit() else None

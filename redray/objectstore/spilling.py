@@ -4,9 +4,10 @@ Called with the node's allocation lock held (see SharedMemoryStore.reserve). Obj
 process has mapped are pinned (a shared flock, see shm_store) and are never moved: their
 memory could not be given back anyway. Order of sacrifice:
 
-1. copies of other nodes' objects (pulled here by a transfer): the primary still exists,
+1. the freed files processes keep for reuse (see segments.py);
+2. copies of other nodes' objects (pulled here by a transfer): the primary still exists,
    so they are evicted (deleted), and this node leaves the object's location set;
-2. objects whose primary copy is here: spilled, oldest first, to the node's spill directory
+3. objects whose primary copy is here: spilled, oldest first, to the node's spill directory
    on disk, and restored into the store the next time a process reads them.
 
 Objects without a directory entry are left alone: they may be a `put` whose entry is not
@@ -37,12 +38,14 @@ def make_room(
             f"An object of {incoming} bytes is larger than the object store of node {node_id} "
             f"({capacity} bytes, init(object_store_memory=...))."
         )
+    freed = store.delete_free_files()
+    if freed >= needed:
+        return
     stored = store.objects()
     pipe = client.pipeline(transaction=False)
     for item in stored:
         pipe.hget(keys.obj(item.object_id), "n")
     primaries = [None if n is None else n.decode() for n in pipe.execute()]
-    freed = 0
     for item, primary in zip(stored, primaries):
         if primary is not None and primary != node_id and _evict(store, item.object_id):
             client.srem(keys.obj_locations(item.object_id), node_id)

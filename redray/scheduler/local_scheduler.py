@@ -198,9 +198,7 @@ class LocalScheduler:
         if not held.get("GPU"):
             self.gpus.release(running.gpu_ids, running.held.get("GPU", 0.0))
             gpu_ids = []
-        self._actors[worker_id] = _Running(
-            running.task, dict(held), gpu_ids, bundle=running.bundle
-        )
+        self._actors[worker_id] = _Running(running.task, dict(held), gpu_ids, bundle=running.bundle)
         return self._schedule()
 
     def actor_exited(self, worker_id: str) -> list[Action]:

@@ -76,7 +76,9 @@ class PlacementGroup:
     """A handle to a placement group: its id and bundles."""
 
     def __init__(self, id: Any, bundle_specs: list[dict[str, float]] | None = None) -> None:
-        self.id = PlacementGroupID(id.hex() if hasattr(id, "hex") and not isinstance(id, str) else id)
+        self.id = PlacementGroupID(
+            id.hex() if hasattr(id, "hex") and not isinstance(id, str) else id
+        )
         self._bundle_specs = bundle_specs
 
     @staticmethod
@@ -175,9 +177,7 @@ def _validate_bundles(bundles: Any) -> None:
             )
 
 
-def _validate(
-    bundles: Any, strategy: Any, lifetime: Any, soft_target: Any, name: Any
-) -> None:
+def _validate(bundles: Any, strategy: Any, lifetime: Any, soft_target: Any, name: Any) -> None:
     if strategy not in STRATEGIES:
         raise ValueError(
             f"Invalid placement group strategy {strategy}. Supported strategies are: "
@@ -191,9 +191,7 @@ def _validate(
         try:
             bytes.fromhex(soft_target)
         except (TypeError, ValueError):
-            raise ValueError(
-                f"Invalid hex ID of _soft_target_node_id, got {soft_target}"
-            ) from None
+            raise ValueError(f"Invalid hex ID of _soft_target_node_id, got {soft_target}") from None
     _validate_bundles(bundles)
     if lifetime not in (None, "detached"):
         raise ValueError(
@@ -323,7 +321,7 @@ def _namespace(client: Any) -> str:
     return runtime_context.current.namespace or client.namespace or client.job_id
 
 
-# ---- creation: the scheduler thread ---------------------------------------------------------------
+# ---- creation: the scheduler thread -------------------------------------------------------
 
 _MARK_CREATED = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end
@@ -569,9 +567,7 @@ def scheduling_strategy_for(spec: Any, options: dict[str, Any], what: str) -> An
         pg = get_current_placement_group() if capture else None
     if pg is None or getattr(pg, "is_empty", False):
         if index != -1:
-            raise ValueError(
-                "If placement group is not set, the value of bundle index must be -1."
-            )
+            raise ValueError("If placement group is not set, the value of bundle index must be -1.")
         return "DEFAULT"
     bundles = pg.bundle_specs
     if index >= len(bundles) or index < -1:

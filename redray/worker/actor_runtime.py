@@ -84,9 +84,7 @@ def run_actor(
         client.commit_results(spec, entries, record_failure=True)
         task_error = pickle.loads(entries[0].data)
         died = ActorDiedError(task_error, actor_id=actor_id)
-        died.error_msg = f"The actor {actor_id} ({spec.extra.get('class_name')}) died: " + str(
-            died
-        )
+        died.error_msg = f"The actor {actor_id} ({spec.extra.get('class_name')}) died: " + str(died)
         client.commands.call("actor_dead", actor_id, dumps(died), "0")
         return
     finally:
@@ -270,9 +268,7 @@ class ActorRuntime:
         with self._cond:
             self._inflight += 1
         if self._loop is not None:
-            future = asyncio.run_coroutine_threadsafe(
-                self._run_async(entry_id, fields), self._loop
-            )
+            future = asyncio.run_coroutine_threadsafe(self._run_async(entry_id, fields), self._loop)
             future.add_done_callback(self._finished)
         elif self._pool is not None:
             self._pool.submit(self._run, entry_id, fields).add_done_callback(self._finished)

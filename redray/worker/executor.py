@@ -52,6 +52,7 @@ class TaskExecutor:
                 spec, entries, record_failure=error is not None, pipe=recorded
             )
             self._writer.send(recorded)
+        self._client.local_objects.release_freed_mappings()
         self._calls[spec.function_id] += 1
         return bool(spec.max_calls) and self._calls[spec.function_id] >= spec.max_calls
 
