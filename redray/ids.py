@@ -1,4 +1,5 @@
-"""Ids: random hex for tasks and clients; object ids derive from the task that makes them."""
+"""Ids: random hex for tasks and clients; object ids derive from the task that makes them.
+Also the id of a process's pid namespace, which says whether two processes' pids compare."""
 
 from __future__ import annotations
 
@@ -41,3 +42,11 @@ def object_id_for(task_id: str, index: int) -> str:
 
 def task_id_of(object_id: str) -> str:
     return object_id[: TASK_ID_BYTES * 2]
+
+
+def pid_namespace() -> int | None:
+    """Which pid namespace this process lives in (None where /proc cannot tell)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None

@@ -105,7 +105,8 @@ class CoreClient:
     def _register(self) -> None:
         """Enter the clients table, so that the node daemon can release this process's
         objects if it dies (redray/node/owners.py)."""
-        record = json.dumps({"pid": os.getpid(), "node": self.node_id, "kind": self.kind})
+        process = {"pid": os.getpid(), "pidns": ids.pid_namespace()}
+        record = json.dumps({**process, "node": self.node_id, "kind": self.kind})
         self.batcher.add("HSET", keys.CLIENTS, self.client_id, record)
 
     def forget_borrowed_entries(self) -> None:

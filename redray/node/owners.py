@@ -3,7 +3,9 @@
 Every client process (driver or worker) registers itself in the clients table with its pid
 and node (CoreClient). A process that exits cleanly unregisters; one that crashed, or was
 killed (an actor by `kill()`), stays registered with a pid that no longer exists. The node
-daemon looks for those when one of its workers exits and on each heartbeat, and runs
+daemon looks for those (among the processes of its node that share its pid namespace: a
+pid means nothing across containers) when one of its workers exits and on each
+heartbeat, and runs
 `owner_died` for each: their objects are freed, or turned into OwnerDiedError for the
 processes that borrowed them (see commands.lua).
 """
@@ -18,6 +20,7 @@ import redis
 
 from redray.control import keys
 from redray.control.scripts import Commands
+from redray.ids import pid_namespace
 from redray.objectstore.local_objects import delete_files, recorded_transfer_address
 from redray.objectstore.refcount import parse_freed
 from redray.objectstore.shm_store import SharedMemoryStore
@@ -41,7 +44,8 @@ class OwnerReaper:
                 client = json.loads(record)
             except ValueError:
                 continue
-            if client.get("node") == self._node_id and not psutil.pid_exists(client["pid"]):
+            mine = client.get("node") == self._node_id and client.get("pidns") == pid_namespace()
+            if mine and not psutil.pid_exists(client["pid"]):
                 self.release(client_id.decode())
 
     def release(self, client_id: str) -> None:

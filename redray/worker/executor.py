@@ -44,6 +44,7 @@ class TaskExecutor:
         finally:
             runtime_context.current.task_id = None
             runtime_context.current.task_name = None
+        self._client.local_objects.release_freed_mappings()  # before the caller hears back
         if error is not None and self._should_retry(spec, error):
             self._retry(spec, entries[0])
         else:
@@ -52,7 +53,6 @@ class TaskExecutor:
                 spec, entries, record_failure=error is not None, pipe=recorded
             )
             self._writer.send(recorded)
-        self._client.local_objects.release_freed_mappings()
         self._calls[spec.function_id] += 1
         return bool(spec.max_calls) and self._calls[spec.function_id] >= spec.max_calls
 
