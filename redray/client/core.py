@@ -21,6 +21,7 @@ import redis
 
 from redray import ids, runtime_context
 from redray.client.batcher import WriteBatcher
+from redray.client.direct_calls import DirectCalls
 from redray.client.node_view import NodeView
 from redray.client.notifications import NotificationReader
 from redray.client.object_table import Entry, ObjectTable
@@ -100,6 +101,7 @@ class CoreClient:
         self.on_unblock: Callable[[], None] | None = None
         self._init_object_store()
         _tracker.on_zero = self._on_last_ref_dropped
+        self.direct = DirectCalls(self)
         self._register()
 
     def _register(self) -> None:
@@ -172,6 +174,7 @@ class CoreClient:
             self._unregister()
             if self._reader is not None:
                 self._reader.stop()
+            self.direct.close()
             self.redis.delete(keys.notify(self.client_id))
         except redis.RedisError:
             pass
@@ -311,6 +314,15 @@ class CoreClient:
         finally:
             if self.on_unblock is not None:
                 self.on_unblock()
+
+    @property
+    def owned_pending(self) -> set[str]:
+        """Results this process owns that are not committed yet."""
+        return self._owned_pending
+
+    def fetch_committed(self, object_ids: list[str]) -> dict[str, Entry]:
+        """The committed entries among `object_ids`; this process hears of the others."""
+        return self._watch(object_ids)
 
     def _watch(self, object_ids: list[str]) -> dict[str, Entry]:
         """Fetch committed entries, registering as a waiter for the rest (atomically)."""
@@ -542,6 +554,7 @@ class CoreClient:
         record_failure: bool,
         pipe: redis.client.Pipeline | None = None,
         final_state: str = "finished",
+        notify_owner: bool = True,
     ) -> bool:
         """Commit a task's return values once; True if this call committed them."""
         # Objects the task put (or submitted) must be visible before a result refers to them,
@@ -549,7 +562,7 @@ class CoreClient:
         self.refs.flush()
         self.batcher.flush()
         own = pipe or self.redis.pipeline(transaction=False)
-        results.commit_outputs(self.commands, own, spec, entries, final_state)
+        results.commit_outputs(self.commands, own, spec, entries, final_state, notify_owner)
         if record_failure:
             results.record_failure(own, spec, entries[0], self.node_id)
         if pipe is not None:
@@ -573,10 +586,11 @@ class CoreClient:
         self._attach_arg_refs(spec)
         with self.objects.lock:
             self._owned_pending.update(spec.return_ids)
-        payload = pickle.dumps(spec, protocol=5)
-        args = (actor_id, spec.task_id, self.client_id, payload, dead_error, *spec.return_ids)
-        self.batcher.add(*self.commands.raw("actor_call", *args))
-        self.ensure_reader()
+        self.ensure_reader()  # it reads the replies of direct calls too
+        if not self.direct.send(actor_id, spec, dead_error):
+            payload = pickle.dumps(spec, protocol=5)
+            args = (actor_id, spec.task_id, self.client_id, payload, dead_error, *spec.return_ids)
+            self.batcher.add(*self.commands.raw("actor_call", *args))
         return refs
 
 

@@ -11,6 +11,7 @@ objects are dropped when some owner dies (the next get reads them again).
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -57,6 +58,24 @@ class NotificationReader(threading.Thread):
             if not self._stopping:
                 logger.error("redray: lost the connection to Redis; notifications stopped")
 
+    def _execute_serving_direct_calls(self, commands: list[tuple]) -> list:
+        """Send, then read the replies; while Redis has not answered the last (blocking)
+        command, read the answers of direct actor calls (client/direct_calls.py)."""
+        self._connection.send(commands)
+        replies = self._connection.read(len(commands) - 1)
+        direct = self._client.direct
+        redis_socket = self._connection.fileno()
+        while not self._connection.reply_ready():
+            ready, _, _ = select.select([redis_socket, *direct.sockets()], [], [])
+            for sock in ready:
+                if sock != redis_socket:
+                    direct.on_readable(sock)
+        replies += self._connection.read(1)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
     def _loop(self) -> None:
         client = self._client
         last_seen = "0-0"
@@ -71,7 +90,7 @@ class NotificationReader(threading.Thread):
                 ("XREAD", "COUNT", _BATCH, "BLOCK", _BLOCK_MS, "STREAMS",
                  self._stream, keys.NODE_EVENTS, last_seen, last_event)
             )  # fmt: skip
-            replies = self._connection.execute(commands)
+            replies = self._execute_serving_direct_calls(commands)
             streams = stream_entries(replies[-1])
             for name, entries in streams:
                 if name.decode() == self._stream:

@@ -20,7 +20,7 @@ end
 -- The entry joins its owner's set (owned:*). An object committed after its owner died (the
 -- result of a task the dead process submitted) is written as kind 'x': whoever borrowed
 -- its ref gets OwnerDiedError.
-local function commit_object(p, oid, owner, kind, size, node, data)
+local function commit_object(p, oid, owner, kind, size, node, data, notify_owner)
   local okey = p .. 'obj:' .. oid
   if owner ~= '' and redis.call('SISMEMBER', p .. 'dead_owners', owner) == 1 then
     kind, data = 'x', ''
@@ -30,7 +30,7 @@ local function commit_object(p, oid, owner, kind, size, node, data)
     redis.call('SADD', p .. 'owned:' .. owner, oid)
   end
   local entry = {'o', oid, 'k', kind, 's', size, 'n', node, 'd', data}
-  if owner ~= '' then
+  if owner ~= '' and notify_owner ~= false then
     redis.call('XADD', p .. 'notify:' .. owner, '*', unpack(entry))
   end
   local wkey = okey .. ':waiters'
@@ -88,6 +88,8 @@ end
 -- ('finished', or 'cancelled' when ray.cancel commits TaskCancelledError).
 -- ARGV: prefix, task_id, owner, final_state, n, then n groups of
 --       object_id, kind ('v' inline value | 's' shared memory | 'e' error), size, node, data
+--       then optionally '0': the owner already has the results (a direct actor call's reply
+--       carried them), so its stream is not notified.
 -- A task whose state is already terminal is not committed again, so a slow first attempt
 -- that finishes after a retry started (or after a cancel) cannot report twice.
 -- Returns 1 if committed, else 0.
@@ -95,10 +97,11 @@ local p, task_id, owner, final_state, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4], to
 if not finish_task(p, task_id, final_state) then
   return 0
 end
+local notify_owner = ARGV[6 + n * 5] ~= '0'
 for i = 0, n - 1 do
   local base = 6 + i * 5
   commit_object(p, ARGV[base], owner, ARGV[base + 1], ARGV[base + 2], ARGV[base + 3],
-    ARGV[base + 4])
+    ARGV[base + 4], notify_owner)
 end
 return 1
 
@@ -193,7 +196,7 @@ local state = redis.call('HGET', akey, 'state')
 local newly = 0
 if state ~= 'dead' then
   newly = 1
-  redis.call('HSET', akey, 'state', 'dead', 'death', blob)
+  redis.call('HSET', akey, 'state', 'dead', 'death', blob, 'direct', '')
   local name_key = redis.call('HGET', akey, 'name_key')
   if name_key and name_key ~= '' and redis.call('HGET', p .. 'named_actors', name_key) == actor_id then
     redis.call('HDEL', p .. 'named_actors', name_key)
@@ -225,12 +228,14 @@ return newly
 -- Tables: actor.
 -- An actor's worker starts (or restarts) it: records where it runs, unless it was killed
 -- meanwhile. Returns 1 if the worker may run the actor, 0 if it is dead.
--- ARGV: prefix, actor_id, node_id, pid, worker_id
+-- ARGV: prefix, actor_id, node_id, pid, worker_id, direct (JSON: the socket callers on its
+--       node may use, worker/direct_server.py; '' for none)
 local p, actor_id = ARGV[1], ARGV[2]
 local akey = p .. 'actor:' .. actor_id
 local state = redis.call('HGET', akey, 'state')
 if state == false or state == 'dead' then return 0 end
-redis.call('HSET', akey, 'state', 'alive', 'node', ARGV[3], 'pid', ARGV[4], 'worker', ARGV[5])
+redis.call('HSET', akey, 'state', 'alive', 'node', ARGV[3], 'pid', ARGV[4], 'worker', ARGV[5],
+  'direct', ARGV[6])
 return 1
 
 -- command: actor_restart
@@ -245,7 +250,8 @@ local state = redis.call('HGET', akey, 'state')
 if state == false or state == 'dead' then return 0 end
 local restarts = tonumber(redis.call('HGET', akey, 'restarts') or '0')
 if max_restarts ~= -1 and restarts >= max_restarts then return -1 end
-redis.call('HSET', akey, 'state', 'restarting', 'restarts', restarts + 1, 'last_cause', cause)
+redis.call('HSET', akey, 'state', 'restarting', 'restarts', restarts + 1, 'last_cause', cause,
+  'direct', '')
 return 1
 
 -- command: actor_handle_acquire

@@ -41,6 +41,15 @@ class RawConnection:
                 raise reply
         return replies
 
+    def fileno(self) -> int:
+        """The socket's descriptor, to wait for a reply together with other sockets."""
+        return self._connection._sock.fileno()
+
+    def reply_ready(self) -> bool:
+        """Whether the next reply can be read without waiting (it may already be buffered,
+        where select() on the socket cannot see it)."""
+        return self._connection.can_read(timeout=0)
+
     def close(self) -> None:
         self._connection.disconnect()
 

@@ -26,9 +26,13 @@ def commit_outputs(
     spec: TaskSpec,
     entries: Sequence[Entry],
     final_state: str = "finished",
+    notify_owner: bool = True,
 ) -> None:
     """Queue the atomic commit of a task's return values on `pipe` (exactly once per task)."""
-    commit_entries(commands, pipe, spec.task_id, spec.owner, spec.return_ids, entries, final_state)
+    commit_entries(
+        commands, pipe, spec.task_id, spec.owner, spec.return_ids, entries, final_state,
+        notify_owner,
+    )  # fmt: skip
 
 
 def commit_entries(
@@ -39,10 +43,13 @@ def commit_entries(
     object_ids: Sequence[str],
     entries: Sequence[Entry],
     final_state: str = "finished",
+    notify_owner: bool = True,
 ) -> None:
     flat: list[Any] = []
     for object_id, entry in zip(object_ids, entries):
         flat += [object_id, entry.kind, entry.size, entry.node, entry.data]
+    if not notify_owner:
+        flat.append("0")
     commands.call("commit_objects", task_id, owner, final_state, len(entries), *flat, pipe=pipe)
 
 

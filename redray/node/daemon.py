@@ -35,6 +35,7 @@ from redray.objectstore.shm_store import SharedMemoryStore, store_directory
 from redray.scheduler.bundles import NodePlacementGroups
 from redray.scheduler.local_scheduler import Action, Dispatch, LocalScheduler, QueuedTask
 from redray.task_spec import TaskSpec
+from redray.worker.direct_server import started_marker
 
 HEARTBEAT_SECONDS = 0.5
 HEARTBEAT_TTL_SECONDS = 5
@@ -424,9 +425,11 @@ class NodeDaemon:
         from redray.exceptions import ActorDiedError
 
         self.selector.unregister(self.pool.workers[worker_id].channel.sock)
+        pid = self.pool.workers[worker_id].pid
         how = self.pool.reap(worker_id)
         self.owners.release_dead()
         actor_id, task = self._actor_workers.pop(worker_id)
+        started_marker(self.store.directory, actor_id, pid).unlink(missing_ok=True)
         if self._actor_of.get(actor_id) == worker_id:
             del self._actor_of[actor_id]
         actions = self.scheduler.actor_exited(worker_id)

@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import json
 import logging
 import os
 import pickle
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -34,10 +36,11 @@ from redray.client.core import CoreClient
 from redray.client.object_table import Entry
 from redray.control import keys
 from redray.control.raw import RawConnection, stream_entries
-from redray.exceptions import ActorDiedError, RayError, RayTaskError
+from redray.exceptions import ActorDiedError, RayError
 from redray.objectstore.serialization import dumps, serialize
 from redray.task_spec import Arg, TaskSpec
 from redray.worker.channel import Channel
+from redray.worker.direct_server import DirectCallServer, direct_address, started_marker
 from redray.worker.executor import TaskExecutor
 from redray.worker.result_writer import CommandRecorder
 
@@ -60,8 +63,9 @@ def run_actor(
     actor_id = spec.extra["actor_id"]
     client.on_block = None
     client.on_unblock = None
+    server, direct = _direct_server(client, spec)
     registered = client.commands.call(
-        "actor_register", actor_id, client.node_id or "", os.getpid(), worker_id
+        "actor_register", actor_id, client.node_id or "", os.getpid(), worker_id, direct
     )
     if not registered:  # killed before it could start
         death = client.redis.hget(keys.actor(actor_id), "death") or dumps(
@@ -69,6 +73,8 @@ def run_actor(
         )
         client.commit_results(spec, [Entry("e", len(death), "", death)], record_failure=False)
         channel.send(("done", spec.task_id, True))
+        if server is not None:
+            server.close()
         return
     channel.send(("actor_started", actor_id, spec.extra.get("held", {})))
     executor._enter(spec, gpu_ids)
@@ -86,13 +92,36 @@ def run_actor(
         died = ActorDiedError(task_error, actor_id=actor_id)
         died.error_msg = f"The actor {actor_id} ({spec.extra.get('class_name')}) died: " + str(died)
         client.commands.call("actor_dead", actor_id, dumps(died), "0")
+        if server is not None:
+            server.close()
         return
     finally:
         current.task_id = None
         current.task_name = None
     ready = client.store_serialized(spec.return_ids[0], serialize(None))
     client.commit_results(spec, [ready], record_failure=False)
-    ActorRuntime(client, executor, spec, instance, worker_id).serve()
+    ActorRuntime(client, executor, spec, instance, worker_id, server).serve()
+
+
+def _direct_server(client: CoreClient, spec: TaskSpec) -> tuple[DirectCallServer | None, str]:
+    """An in-order actor's socket for callers of its node, and the record that tells them
+    (worker/direct_server.py); none for threaded and async actors."""
+    store = client.local_objects.store
+    if (
+        store is None
+        or spec.extra.get("is_asyncio")
+        or (spec.extra.get("max_concurrency") or 1) > 1
+    ):
+        return None, ""
+    actor_id = spec.extra["actor_id"]
+    address = direct_address(actor_id, os.getpid())
+    marker = started_marker(store.directory, actor_id, os.getpid())
+    record = {
+        "address": address,
+        "marker": str(marker),
+        "max_task_retries": spec.extra.get("max_task_retries", 0),
+    }
+    return DirectCallServer(address, marker), json.dumps(record)
 
 
 class ActorRuntime:
@@ -103,6 +132,7 @@ class ActorRuntime:
         spec: TaskSpec,
         instance: Any,
         worker_id: str,
+        server: DirectCallServer | None = None,
     ) -> None:
         self.client = client
         self.executor = executor
@@ -120,6 +150,9 @@ class ActorRuntime:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._async_slots: asyncio.Semaphore | None = None
+        #: Calls from the mailbox and from the direct socket never overlap (in-order actor).
+        self._server = server
+        self._exec_lock = threading.Lock()
 
     # ---- the loop ----------------------------------------------------------------------
 
@@ -133,6 +166,9 @@ class ActorRuntime:
         last_delivered = self._recover()
         if last_delivered is None:  # terminated while recovering
             return
+        if self._server is not None:
+            connection = RawConnection(redis.Redis(**self.client.redis_kwargs))
+            self._server.start_serving(self._run_direct, connection)
         if self._pool is None and self._loop is None:
             self._serve_in_order(last_delivered)
             return
@@ -208,12 +244,13 @@ class ActorRuntime:
                 if b"terminate" in fields:
                     self._terminate(entry_id)
                     return
-                with self._cond:
-                    self._inflight += 1
-                try:
-                    finished = self._run(entry_id, fields, defer=True)
-                finally:
-                    self._finished(None)
+                with self._exec_lock:
+                    with self._cond:
+                        self._inflight += 1
+                    try:
+                        finished = self._run(entry_id, fields, defer=True)
+                    finally:
+                        self._finished(None)
                 if finished:
                     connection.send(finished)
                     unread += len(finished)
@@ -291,7 +328,9 @@ class ActorRuntime:
                 self._cond.wait()
 
     def _terminate(self, entry_id: bytes) -> None:
-        """The last handle is gone: finish the calls already started, then end."""
+        """The last handle is gone: finish the calls already sent, then end."""
+        if self._server is not None:
+            self._server.finish()
         self._wait_idle()
         error = ActorDiedError(
             f"The actor {self.actor_id} ({self.class_name}) is dead because all references to "
@@ -339,34 +378,60 @@ class ActorRuntime:
     ) -> list[tuple[Any, ...]]:
         """Run one call and commit it; with `defer`, return the commit's commands instead."""
         spec: TaskSpec = pickle.loads(fields[b"s"])
+        entries, failed = self._call_outputs(spec)
+        if defer:
+            return self._commit_commands(entry_id, spec, entries, failed)
+        self._commit(entry_id, spec, entries, failed)
+        return []
+
+    def _run_direct(self, spec: TaskSpec) -> tuple[tuple[Any, ...], Callable[[], list[Any]]]:
+        """Run a call that came over the direct socket: the caller's reply, and what makes
+        its commit's commands (sent right after the reply)."""
+        with self._exec_lock:
+            with self._cond:
+                self._inflight += 1
+            try:
+                entries, failed = self._call_outputs(spec)
+            finally:
+                self._finished(None)
+        committed = [(o, tuple(e)) for o, e in zip(spec.return_ids, entries)]
+        return ("done", spec.task_id, committed), lambda: self._commit_commands(
+            None, spec, entries, failed
+        )
+
+    def _call_outputs(self, spec: TaskSpec) -> tuple[list[Entry], bool]:
+        """Run one call on this thread: its result entries, and whether it failed."""
         self._enter(spec)
         try:
             try:
                 method, args, kwargs = self._prepare(spec)
             except RayError as error:  # a failed ObjectRef argument fails the call with it
-                self._commit_error_arg(entry_id, spec, error)
-                return []
+                return self._error_arg_entries(spec, error), True
             result = method(*args, **kwargs)
             if inspect.iscoroutine(result):  # an async method on a thread: run it here
                 result = asyncio.run(result)
             entries, error = self._outputs(spec, result)
+            return entries, error is not None
         except Exception as raised:
-            entries, error = self.executor._error_entries(spec, raised), raised
-        if defer:
-            return self._commit_commands(entry_id, spec, entries, failed=error is not None)
-        self._commit(entry_id, spec, entries, failed=error is not None)
-        return []
+            return self.executor._error_entries(spec, raised), True
 
     def _commit_commands(
-        self, entry_id: bytes, spec: TaskSpec, entries: list[Entry], failed: bool
+        self, entry_id: bytes | None, spec: TaskSpec, entries: list[Entry], failed: bool
     ) -> list[tuple[Any, ...]]:
+        """The commit of a call; a direct call (no `entry_id`) has no mailbox entry, and its
+        caller has the results from the reply."""
         count = len(spec.return_ids)
         recorder = CommandRecorder()
         self.client.commit_results(
-            spec, entries[:count], record_failure=failed and count > 0, pipe=recorder
+            spec,
+            entries[:count],
+            record_failure=failed and count > 0,
+            pipe=recorder,
+            notify_owner=entry_id is not None,
         )
-        recorder.xack(self.mailbox, keys.ACTOR_GROUP, entry_id)
-        recorder.xdel(self.mailbox, entry_id)
+        if entry_id is not None:
+            recorder.xack(self.mailbox, keys.ACTOR_GROUP, entry_id)
+            recorder.xdel(self.mailbox, entry_id)
         return recorder.commands
 
     async def _run_async(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
@@ -376,7 +441,8 @@ class ActorRuntime:
             try:
                 method, args, kwargs = self._prepare(spec)
             except RayError as error:
-                self._commit_error_arg(entry_id, spec, error)
+                entries = self._error_arg_entries(spec, error)
+                self._commit(entry_id, spec, entries, failed=True)
                 return
             result = method(*args, **kwargs)
             if inspect.isawaitable(result):
@@ -395,12 +461,12 @@ class ActorRuntime:
             result = self.executor._dynamic(spec, result)
         return self.executor._store_returns(spec, result), None
 
-    def _commit_error_arg(self, entry_id: bytes, spec: TaskSpec, error: RayError) -> None:
-        if isinstance(error, RayTaskError):
-            error = error  # already what get() would raise for the argument
+    @staticmethod
+    def _error_arg_entries(spec: TaskSpec, error: RayError) -> list[Entry]:
+        """What each return of a call fails with when one of its ObjectRef arguments failed
+        (the error get() raised for the argument)."""
         data = dumps(error)
-        entries = [Entry("e", len(data), "", data)] * len(spec.return_ids)
-        self._commit(entry_id, spec, entries, failed=True)
+        return [Entry("e", len(data), "", data)] * len(spec.return_ids)
 
     def _commit(self, entry_id: bytes, spec: TaskSpec, entries: list[Entry], failed: bool) -> None:
         count = len(spec.return_ids)
