@@ -163,6 +163,15 @@ CATALOG: tuple[Bench, ...] = (
         doc="put a 100 MB array once, pass the ref to 10 tasks returning its sum",
     ),
     Bench(
+        "cross_node_transfer",
+        "objects",
+        "bench_transfer",
+        "cross_node_transfer",
+        (M("cross_node_transfer.rate", "100 MB array -> task on 2nd node", "GB/s", True),),
+        timeout_s=150,
+        doc="put 100 MB on the head, get a task on a second node (same machine) reading it",
+    ),
+    Bench(
         "memcpy",
         "objects",
         "bench_objects",
@@ -171,6 +180,24 @@ CATALOG: tuple[Bench, ...] = (
         timeout_s=30,
         needs_cluster=False,
         doc="numpy copy of 100 MB in the driver",
+    ),
+    Bench(
+        "loopback_tcp",
+        "objects",
+        "bench_transfer",
+        "loopback_tcp",
+        (
+            M(
+                "loopback_tcp.rate",
+                "loopback TCP baseline 100 MB (upper limit)",
+                "GB/s",
+                True,
+                compare=False,
+            ),
+        ),
+        timeout_s=60,
+        needs_cluster=False,
+        doc="100 MB over a loopback TCP socket between two processes",
     ),
     # ---------------------------------------------------------------- actors
     Bench(
