@@ -55,6 +55,42 @@ def test_a_file_someone_maps_is_not_recycled(store: SharedMemoryStore) -> None:
     assert np.frombuffer(view[-8:], dtype=np.float64)[0] == 1.0
 
 
+def test_a_cached_mapping_does_not_keep_a_freed_file_from_reuse(store: SharedMemoryStore) -> None:
+    store.write("a", _blob(1.0))
+    view = store.read("a")  # cached by the store, pinned by the view
+    assert np.frombuffer(view[-8:], dtype=np.float64)[0] == 1.0
+    view.release()
+    freed_inode = _inode(store, "a")
+    store.delete("a")
+    store.write("b", _blob(2.0))
+    assert _inode(store, "b") == freed_inode
+
+
+def test_a_view_of_a_cached_object_keeps_its_memory(store: SharedMemoryStore) -> None:
+    store.write("a", _blob(1.0))
+    store.read("a").release()
+    kept = np.frombuffer(store.read("a"), dtype=np.uint8)  # a cache hit, pinned
+    assert not kept.flags.writeable
+    store.delete("a")
+    store.write("b", _blob(2.0))
+    assert kept[-8:].view(np.float64)[0] == 1.0
+
+
+def test_files_freed_by_the_transfer_server_are_claimed_by_other_processes(
+    store: SharedMemoryStore,
+) -> None:
+    server_side = SharedMemoryStore(store.directory, pool=True)
+    store.write("a", _blob(1.0))
+    store.close()  # the writer keeps nothing of its own
+    freed_inode = _inode(store, "a")
+    server_side.delete("a")
+    assert [name.split(".")[0] for name in os.listdir(store.directory)] == ["pool"]
+    other = SharedMemoryStore(store.directory, recycle=True)
+    other.write("b", _blob(2.0))
+    assert _inode(other, "b") == freed_inode
+    other.close()
+
+
 def test_small_objects_are_not_recycled(store: SharedMemoryStore) -> None:
     store.write("a", serialize(b"x" * 1000))
     store.delete("a")

@@ -5,11 +5,11 @@ summing a 100 MB array three times slower than in private memory. A worker that 
 several tasks on the same large argument (one `put`, many tasks) keeps its mapping and
 touches pages that are already mapped after the first task.
 
-A cached mapping pins its object (the shared flock of shm_store.map_pinned) like any live
-view. That costs nothing while the object is referenced; once the object is freed or
-spilled, `prune()` (after each task, and before mapping another object) lets go of the
-mapping, so the memory goes back to the system. At most `_ENTRIES` large objects are
-cached.
+A cached mapping does not pin its object (each view made from it does, see
+SharedMemoryStore.read), so a freed object's file can be recycled and a referenced one
+spilled while it is cached; `prune()` (after each task, and before mapping another
+object) lets go of mappings whose file is gone, so that spilled memory goes back to the
+system. At most `_ENTRIES` large objects are cached.
 """
 
 from __future__ import annotations
@@ -33,13 +33,14 @@ class ReadCache:
             collections.OrderedDict()
         )
 
-    def get(self, object_id: str) -> memoryview | None:
+    def get(self, object_id: str, inode: int) -> mmap.mmap | None:
+        """The cached mapping of the object, if it maps the file `inode` names now."""
         with self._lock:
             entry = self._entries.get(object_id)
-            if entry is None:
+            if entry is None or entry[1] != inode:
                 return None
             self._entries.move_to_end(object_id)
-            return memoryview(entry[2])
+            return entry[2]
 
     def add(self, object_id: str, path: Path, inode: int, mapping: mmap.mmap) -> None:
         if len(mapping) < CACHE_MIN_BYTES:

@@ -13,6 +13,12 @@ reader has it mapped (a reader holds a shared flock for as long as its mapping l
 shm_store.map_pinned), and a reader checks after locking that the object's path still
 names the file it opened, so it never maps a file that was recycled under it.
 
+A node's transfer server, which frees the copies other nodes' owners release but never
+writes objects itself, puts what it frees in a pool shared by the node's processes
+(`pool.<pid>.<n>`): a process that has no free file of its own that fits claims one by
+renaming it (only one rename of a name succeeds), and maps it afresh, which still skips
+the allocation of new pages (a pull into such a file runs at socket speed).
+
 Bounds: at most `_MAX_FREE` free files within a byte budget (the oldest go first), and
 the mappings of at most `_MAX_LIVE` objects written into recycled files, dropped as soon
 as a check finds the file gone (spilled or freed by another process). Free files count
@@ -34,6 +40,7 @@ from pathlib import Path
 #: Objects smaller than this are not worth recycling: allocating them is cheap.
 RECYCLE_MIN_BYTES = 1 << 20
 FREE_PREFIX = "free."
+POOL_PREFIX = "pool."
 _MAX_FREE = 2
 _MAX_LIVE = 4
 
@@ -79,9 +86,11 @@ class Segment:
 class SegmentRecycler:
     """This process's free files and the files it wrote, for one node's store."""
 
-    def __init__(self, directory: Path, budget: int) -> None:
+    def __init__(self, directory: Path, budget: int, shared: bool = False) -> None:
+        """`shared`: freed files go to the node's pool instead of this process's list."""
         self._directory = directory
         self._budget = budget
+        self._shared = shared
         self._lock = threading.Lock()
         self._free: list[Segment] = []
         self._live: collections.OrderedDict[str, Segment] = collections.OrderedDict()
@@ -95,13 +104,26 @@ class SegmentRecycler:
         with self._lock:
             self._drop_gone()
             fitting = [s for s in self._free if size <= s.capacity <= 2 * size]
-            if not fitting:
-                return None
-            segment = min(fitting, key=lambda s: s.capacity)
-            self._free.remove(segment)
+            segment = min(fitting, key=lambda s: s.capacity) if fitting else None
+            if segment is not None:
+                self._free.remove(segment)
+        if segment is None:
+            return self._claim_from_pool(size, destination)
         os.rename(segment.path, destination)
         segment.path = destination
         return segment
+
+    def _claim_from_pool(self, size: int, destination: Path) -> Segment | None:
+        for candidate in sorted(_pool_files(self._directory), key=lambda entry: entry[1]):
+            path, capacity = candidate
+            if not size <= capacity <= 2 * size:
+                continue
+            try:
+                os.rename(path, destination)
+            except FileNotFoundError:
+                continue  # another process claimed it first
+            return Segment(os.open(destination, os.O_RDWR), destination)
+        return None
 
     def written(self, object_id: str, segment: Segment) -> None:
         """Keep the mapping of a recycled file now holding `object_id`, for its next reuse."""
@@ -123,11 +145,15 @@ class SegmentRecycler:
         if not self._claim_unmapped(segment, path):
             segment.close()
             return False
-        free_path = self._directory / f"{FREE_PREFIX}{os.getpid()}.{next(self._names)}"
+        prefix = POOL_PREFIX if self._shared else FREE_PREFIX
+        free_path = self._directory / f"{prefix}{os.getpid()}.{next(self._names)}"
         try:
             os.rename(path, free_path)
         finally:
             fcntl.flock(segment.fd, fcntl.LOCK_UN)
+        if self._shared:
+            segment.close()
+            return True
         segment.path = free_path
         with self._lock:
             self._free.append(segment)
@@ -154,6 +180,13 @@ class SegmentRecycler:
     def _make_room(self, size: int) -> None:
         """Delete the oldest free files until one of `size` bytes fits the bounds: the
         sizes freed last are the likeliest to be written next."""
+        if self._shared:
+            pool = sorted(_pool_files(self._directory), key=lambda entry: entry[0].stat().st_mtime)
+            while pool and (
+                len(pool) >= _MAX_FREE or sum(c for _, c in pool) + size > self._budget
+            ):
+                pool.pop(0)[0].unlink(missing_ok=True)
+            return
         with self._lock:
             self._drop_gone()
             while self._free and (
@@ -184,3 +217,16 @@ class SegmentRecycler:
                 segment.close()
             self._free.clear()
             self._live.clear()
+
+
+def _pool_files(directory: Path) -> list[tuple[Path, int]]:
+    """The node's shared free files and their sizes."""
+    found = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith(POOL_PREFIX):
+                try:
+                    found.append((Path(entry.path), entry.stat().st_size))
+                except FileNotFoundError:
+                    pass
+    return found

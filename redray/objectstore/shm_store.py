@@ -14,20 +14,22 @@ freed files are recycled by the process that frees them (see segments.py).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import mmap
 import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import psutil
 
-from redray.objectstore.read_cache import ReadCache
-from redray.objectstore.segments import FREE_PREFIX, SegmentRecycler
+from redray.objectstore.read_cache import CACHE_MIN_BYTES, ReadCache
+from redray.objectstore.segments import FREE_PREFIX, POOL_PREFIX, SegmentRecycler
 from redray.objectstore.serialization import SerializedObject
 
 SHM_ROOT = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path("/tmp")
@@ -57,11 +59,16 @@ class StoredObject(NamedTuple):
 
 def map_pinned(path: Path) -> memoryview:
     """Map a sealed file read-only, pinned (shared flock) for as long as the mapping lives."""
-    return memoryview(_map_pinned_file(path)[0])
+    fd, _ = _pin(path)
+    try:
+        mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)  # keeps a duplicate of fd
+    finally:
+        os.close(fd)
+    return memoryview(mapping)
 
 
-def _map_pinned_file(path: Path) -> tuple[mmap.mmap, int]:
-    """map_pinned's mapping and the inode it maps."""
+def _pin(path: Path) -> tuple[int, int]:
+    """An open descriptor of the sealed file holding a shared flock, and its inode."""
     fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
@@ -69,10 +76,18 @@ def _map_pinned_file(path: Path) -> tuple[mmap.mmap, int]:
         # Spilled, freed or recycled while we waited for the lock?
         if inode != os.stat(path).st_ino:
             raise FileNotFoundError(str(path))
-        mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-    finally:
+    except BaseException:
         os.close(fd)
-    return mapping, inode
+        raise
+    return fd, inode
+
+
+def _pinned_view(mapping: mmap.mmap, pin_fd: int) -> memoryview:
+    """A read-only view of a cached mapping that holds `pin_fd` (and its shared flock) for
+    as long as the view, or anything made from it, lives."""
+    exporter = (ctypes.c_char * len(mapping)).from_buffer(mapping)
+    weakref.finalize(exporter, os.close, pin_fd)
+    return memoryview(exporter).cast("B").toreadonly()
 
 
 class Reservation:
@@ -96,17 +111,19 @@ class Reservation:
 class SharedMemoryStore:
     """The files of one node's store; any process on the node may write and read them."""
 
-    def __init__(self, directory: Path, recycle: bool = False) -> None:
+    def __init__(self, directory: Path, recycle: bool = False, pool: bool = False) -> None:
         """`recycle`: reuse the large files this process frees, and keep the mappings of
-        the last large objects it read (for a driver or worker)."""
+        the last large objects it read (for a driver or worker); `pool`: put the large
+        files this process frees in the node's shared pool (for the transfer server)."""
         self.directory = directory
         self._config: dict | None = None
         self._recycler: SegmentRecycler | None = None
         self._reads: ReadCache | None = None
+        if recycle or pool:
+            budget = min((self.capacity() or _RECYCLE_BUDGET) // 4, _RECYCLE_BUDGET)
+            self._recycler = SegmentRecycler(directory, budget, shared=pool)
         if recycle:
             self._reads = ReadCache()
-            budget = min((self.capacity() or _RECYCLE_BUDGET) // 4, _RECYCLE_BUDGET)
-            self._recycler = SegmentRecycler(directory, budget)
 
     @property
     def node_id(self) -> str:
@@ -145,7 +162,7 @@ class SharedMemoryStore:
         released = 0
         with os.scandir(self.directory) as entries:
             for entry in entries:
-                if entry.name.startswith(FREE_PREFIX):
+                if entry.name.startswith((FREE_PREFIX, POOL_PREFIX)):
                     with contextlib.suppress(FileNotFoundError):
                         released += entry.stat().st_size
                         os.unlink(entry.path)
@@ -240,18 +257,9 @@ class SharedMemoryStore:
     ) -> int:
         """Store and seal an object; returns its size in bytes."""
         size = serialized.total_size
-        if self._recycler is not None:
-            segment = self._recycler.take(size, _temporary_path(self.path(object_id)))
-            if segment is not None:
-                try:
-                    serialized.write_to_buffer(segment.writable_view(size))
-                    os.rename(segment.path, self.path(object_id))
-                except BaseException:
-                    segment.path.unlink(missing_ok=True)
-                    segment.close()
-                    raise
-                segment.path = self.path(object_id)
-                self._recycler.written(object_id, segment)
+        with self.recycled_file(object_id, size) as view:
+            if view is not None:
+                serialized.write_to_buffer(view)
                 return size
         reservation = self.reserve(object_id, size, make_room)
         try:
@@ -262,18 +270,55 @@ class SharedMemoryStore:
         reservation.seal()
         return size
 
+    @contextlib.contextmanager
+    def recycled_file(self, object_id: str, size: int) -> Iterator[memoryview | None]:
+        """A freed file's mapping to write `object_id` into (sealed when the block ends
+        without error), or None when no freed file fits (see segments.py)."""
+        final = self.path(object_id)
+        recycler = self._recycler
+        segment = recycler.take(size, _temporary_path(final)) if recycler else None
+        if segment is None:
+            yield None
+            return
+        try:
+            view = segment.writable_view(size)
+            try:
+                yield view
+            finally:
+                view.release()
+            os.rename(segment.path, final)
+        except BaseException:
+            segment.path.unlink(missing_ok=True)
+            segment.close()
+            raise
+        segment.path = final
+        assert recycler is not None
+        recycler.written(object_id, segment)
+
     def read(self, object_id: str) -> memoryview:
-        """A read-only, pinned view of the sealed object (FileNotFoundError if absent)."""
+        """A read-only, pinned view of the sealed object (FileNotFoundError if absent).
+
+        The last large objects read stay mapped (read_cache.py), without a pin of their
+        own: each view returned holds its own pin, so freed files can be recycled even
+        while this process still has them cached."""
+        path = self.path(object_id)
         if self._reads is None:
-            return map_pinned(self.path(object_id))
-        view = self._reads.get(object_id)
-        if view is None:
-            self._reads.prune()
-            path = self.path(object_id)
-            mapping, inode = _map_pinned_file(path)
-            self._reads.add(object_id, path, inode, mapping)
-            view = memoryview(mapping)
-        return view
+            return map_pinned(path)
+        pin_fd, inode = _pin(path)
+        try:
+            mapping = self._reads.get(object_id, inode)
+            if mapping is None:
+                if os.fstat(pin_fd).st_size < CACHE_MIN_BYTES:
+                    os.close(pin_fd)
+                    return map_pinned(path)
+                self._reads.prune()
+                with open(path, "rb") as unpinned:  # a description of its own: no flock
+                    mapping = mmap.mmap(unpinned.fileno(), 0, access=mmap.ACCESS_COPY)
+                self._reads.add(object_id, path, inode, mapping)
+            return _pinned_view(mapping, pin_fd)
+        except BaseException:
+            os.close(pin_fd)
+            raise
 
     def prune_read_cache(self) -> None:
         """Let go of cached mappings of objects that are gone (see read_cache.py)."""
@@ -304,9 +349,10 @@ def _temporary_path(final: Path) -> Path:
 
 
 def _writer_pid(name: str) -> int | None:
-    """The pid in a reservation (`<id>.<pid>.tmp`) or free file (`free.<pid>.<n>`) name."""
+    """The pid in a reservation (`<id>.<pid>.tmp`) or free file (`free.<pid>.<n>`,
+    `pool.<pid>.<n>`) name."""
     parts = name.split(".")
-    if name.startswith(FREE_PREFIX) and len(parts) == 3:
+    if name.startswith((FREE_PREFIX, POOL_PREFIX)) and len(parts) == 3:
         field = parts[1]
     elif name.endswith(".tmp") and len(parts) == 3:
         field = parts[1]

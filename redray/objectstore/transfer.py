@@ -9,12 +9,13 @@ Protocol, one request per connection, a line of ASCII:
     GET <object id>   ->  u64 size (2**64-1 if absent), then the sealed file, sent from the
                           store (or the node's spill directory) with sendfile: no copy in
                           user space on the sending side
-    FREE <object id>  ->  "OK\\n" once the object's files on that node are deleted
+    FREE <object id>  ->  "OK\\n" once the object's files on that node are deleted (a large
+                          one goes to the node's pool of free files, segments.py)
     STATS 0           ->  how many objects it has sent, as a line (for tests)
 
-The receiving side (`pull`) reserves the object's size in its own store and receives
-straight into a mapping of the reserved file, so the object is never held twice in memory;
-the rename that seals it makes it visible.
+The receiving side (`pull`) reserves the object's size in its own store (in a freed file
+if one fits, whose pages need no allocating) and receives straight into a mapping of it,
+so the object is never held twice in memory; the rename that seals it makes it visible.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def fork_server(store_dir: str, host: str) -> tuple[int, str]:
             _die_with_parent()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_DFL)
-            _Server(listening, SharedMemoryStore(Path(store_dir))).serve_forever()
+            _Server(listening, SharedMemoryStore(Path(store_dir), pool=True)).serve_forever()
         except BaseException:
             code = 1
         finally:
@@ -162,6 +163,10 @@ def pull(address: str, object_id: str, store: SharedMemoryStore, make_room: Make
         (size,) = _SIZE.unpack(_recv_exact(sock, _SIZE.size))
         if size == _MISSING:
             return False
+        with store.recycled_file(object_id, size) as view:
+            if view is not None:
+                _receive_into(sock, view, address)
+                return True
         reservation = store.reserve(object_id, size, make_room)
         try:
             if size:
