@@ -228,3 +228,26 @@ def test_recovery_requeues_what_the_dead_node_did_not_finish(bare_redis: redis.R
     # The dead node itself, had it only been stopped, learns it must go.
     assert not NodeRecovery(client, Commands(client), "dead").tick("{}", 5)
     assert not client.exists(keys.node_alive("dead"))
+
+
+@redray.remote
+class Where:
+    def node(self) -> str:
+        return redray.get_runtime_context().get_node_id()
+
+
+@pytest.mark.timeout(300)
+def test_actors_of_a_killed_node_restart_elsewhere_or_die(cli: CliCluster) -> None:  # noqa: F811
+    head = cli.start_head()["nodes"][0]["node_id"]
+    second = cli.add_node()
+    redray.init(address="auto")
+    on_second = Where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(second, True))
+    restartable = on_second.options(max_restarts=1).remote()
+    mortal = on_second.remote()
+    assert redray.get([restartable.node.remote(), mortal.node.remote()]) == [second, second]
+    daemon = psutil.Process(cli.node_pid(second))
+    daemon.kill()
+    daemon.wait(timeout=30)
+    assert redray.get(restartable.node.remote(), timeout=120) == head
+    with pytest.raises(redray.exceptions.ActorDiedError, match=f"node {second} died"):
+        redray.get(mortal.node.remote(), timeout=120)

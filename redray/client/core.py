@@ -20,6 +20,7 @@ from typing import Any
 import redis
 
 from redray import ids, runtime_context
+from redray.client.actor_cancel import cancel_actor_call
 from redray.client.batcher import WriteBatcher
 from redray.client.direct_calls import DirectCalls
 from redray.client.node_view import NodeView
@@ -91,6 +92,8 @@ class CoreClient:
         self._infeasible: list[tuple[TaskSpec, Any]] = []
         #: Owned tasks sent to a node and not finished: task id -> (node id, return ids).
         self._in_flight: dict[str, tuple[str, list[str]]] = {}
+        #: Owned actor calls not finished: task id -> (actor id, return ids), for cancel().
+        self._actor_calls: dict[str, tuple[str, list[str]]] = {}
         #: Tasks submitted by the task this worker is running (for recursive cancel).
         self.children: list[str] = []
         self._fetched_errors: set[str] = set()
@@ -342,6 +345,7 @@ class CoreClient:
         with self.objects.lock:
             self._owned_pending.discard(object_id)
             self._in_flight.pop(ids.task_id_of(object_id), None)
+            self._actor_calls.pop(ids.task_id_of(object_id), None)
             dependents = self._waiting_on.pop(object_id, [])
             self.objects.commit(object_id, entry)
             self.refs.committed(object_id)
@@ -504,6 +508,11 @@ class CoreClient:
         finished, so the task's own result can no longer be committed after it.
         """
         task_id = ids.task_id_of(object_id)
+        actor_call = self._actor_calls.get(task_id)
+        if actor_call is not None:
+            actor_id, return_ids = actor_call
+            cancel_actor_call(self, actor_id, task_id, return_ids, force)
+            return
         error = TaskCancelledError(task_id)
         held = self._withdraw_held(task_id)
         if held is not None:
@@ -586,6 +595,8 @@ class CoreClient:
         self._attach_arg_refs(spec)
         with self.objects.lock:
             self._owned_pending.update(spec.return_ids)
+            if spec.return_ids:
+                self._actor_calls[spec.task_id] = (actor_id, list(spec.return_ids))
         self.ensure_reader()  # it reads the replies of direct calls too
         if not self.direct.send(actor_id, spec, dead_error):
             payload = pickle.dumps(spec, protocol=5)

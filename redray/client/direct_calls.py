@@ -157,6 +157,15 @@ class DirectCalls:
             return True
         return any(object_id in self._client.owned_pending for object_id in last)
 
+    def send_cancel(self, actor_id: str, task_id: str) -> None:
+        """Tell the actor (if this process talks to it directly) not to start a call."""
+        link = self._links.get(actor_id)
+        if link is not None:
+            try:
+                link.channel.send(("cancel", task_id))
+            except OSError:
+                pass
+
     def is_linked(self, actor_id: str) -> bool:
         """Whether this process's calls to the actor go over its socket now."""
         return actor_id in self._links

@@ -197,6 +197,10 @@ local newly = 0
 if state ~= 'dead' then
   newly = 1
   redis.call('HSET', akey, 'state', 'dead', 'death', blob, 'direct', '')
+  local node = redis.call('HGET', akey, 'node')
+  if node then
+    redis.call('SREM', p .. 'node:' .. node .. ':actors', actor_id)
+  end
   local name_key = redis.call('HGET', akey, 'name_key')
   if name_key and name_key ~= '' and redis.call('HGET', p .. 'named_actors', name_key) == actor_id then
     redis.call('HDEL', p .. 'named_actors', name_key)
@@ -228,14 +232,21 @@ return newly
 -- Tables: actor.
 -- An actor's worker starts (or restarts) it: records where it runs, unless it was killed
 -- meanwhile. Returns 1 if the worker may run the actor, 0 if it is dead.
+-- The actor joins its node's set (node:*:actors), and its creation task is kept, so that
+-- the node's death can restart it elsewhere (redray/node/recovery.py).
 -- ARGV: prefix, actor_id, node_id, pid, worker_id, direct (JSON: the socket callers on its
---       node may use, worker/direct_server.py; '' for none)
+--       node may use, worker/direct_server.py; '' for none), pickled creation TaskSpec
 local p, actor_id = ARGV[1], ARGV[2]
 local akey = p .. 'actor:' .. actor_id
 local state = redis.call('HGET', akey, 'state')
 if state == false or state == 'dead' then return 0 end
+local previous = redis.call('HGET', akey, 'node')
+if previous then
+  redis.call('SREM', p .. 'node:' .. previous .. ':actors', actor_id)
+end
 redis.call('HSET', akey, 'state', 'alive', 'node', ARGV[3], 'pid', ARGV[4], 'worker', ARGV[5],
-  'direct', ARGV[6])
+  'direct', ARGV[6], 'creation', ARGV[7])
+redis.call('SADD', p .. 'node:' .. ARGV[3] .. ':actors', actor_id)
 return 1
 
 -- command: actor_restart
@@ -394,7 +405,8 @@ return 1
 -- {'dead'} and the daemon must exit: its tasks are being re-run elsewhere); declares dead
 -- every other node whose heartbeat expired (marks its record "dead" and publishes "left"
 -- once: the first daemon to see it does both); returns {'ok', dead nodes whose queues
--- still hold entries, to be recovered...}; empty queues of dead nodes are deleted.
+-- still hold entries or whose actors are not recovered yet...}; empty queues of dead nodes
+-- are deleted.
 -- ARGV: prefix, node_id, heartbeat value, ttl seconds, now (unix time)
 local p, me, value, ttl, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local nodes_key = p .. 'nodes'
@@ -418,9 +430,11 @@ for i = 1, #all, 2 do
     end
     if record['dead'] then
       local queue = p .. 'node:' .. id .. ':queue'
-      if redis.call('XLEN', queue) > 0 then
+      local queued = redis.call('XLEN', queue) > 0
+      if queued or redis.call('SCARD', p .. 'node:' .. id .. ':actors') > 0 then
         out[#out + 1] = id
-      else
+      end
+      if not queued then
         redis.call('DEL', queue)
       end
     end

@@ -17,6 +17,10 @@ run, or that ran in a placement group bundle (bundles are not rescheduled), fail
 NodeDiedError instead. `requeue_task` refuses tasks that already finished
 (the node died after committing their results), so a finished task never runs again.
 
+Actors that ran on the dead node (its set node:<id>:actors) restart on a live node that
+fits them while max_restarts allows, from the creation task kept at registration; the
+others are marked dead (their pending and later calls fail with ActorDiedError).
+
 A node that was only slow (its heartbeat expired while it lived) learns on its next tick
 that it was declared dead and exits, as Ray's raylets do: its tasks are re-run elsewhere.
 """
@@ -34,7 +38,7 @@ from redray.client.node_view import read_nodes
 from redray.client.object_table import Entry
 from redray.control import keys, results
 from redray.control.scripts import Commands
-from redray.exceptions import NodeDiedError
+from redray.exceptions import ActorDiedError, NodeDiedError
 from redray.objectstore.serialization import dumps
 from redray.scheduler.placement import NodeState, Placement
 from redray.task_spec import TaskSpec
@@ -76,7 +80,7 @@ class NodeRecovery:
         queue = keys.node_queue(dead)
         try:
             entries = self._redis.xrange(queue, count=_BATCH)
-            delivered = _last_delivered(self._redis, queue)
+            delivered = _last_delivered(self._redis, queue) if entries else (0, 0)
             live = [state for state, _ in read_nodes(self._redis)]
             pipe = self._redis.pipeline(transaction=False)
             for entry_id, fields in entries:
@@ -89,8 +93,33 @@ class NodeRecovery:
                         self._replace(pipe, spec, dead, _id(entry_id) <= delivered, live)
                 pipe.xdel(queue, entry_id)
             pipe.execute()
+            if len(entries) < _BATCH:
+                self._recover_actors(dead, live)
         finally:
             self._redis.delete(lease)
+
+    def _recover_actors(self, dead: str, live: list[NodeState]) -> None:
+        for raw_id in self._redis.smembers(keys.node_actors(dead)):
+            actor_id = _text(raw_id)
+            creation, max_restarts = self._redis.hmget(
+                keys.actor(actor_id), "creation", "max_restarts"
+            )
+            cause = f"its node {dead} died"
+            status = self._commands.call("actor_restart", actor_id, max_restarts or 0, cause)
+            spec: TaskSpec | None = pickle.loads(creation) if creation else None
+            target = None
+            if status == 1 and spec is not None and not spec.extra.get("pg"):
+                target = self._placement.choose(spec.demand, "DEFAULT", live, self._node_id)
+            if target is not None and spec is not None:
+                spec.attempt += 1
+                self._redis.xadd(keys.node_queue(target), {"s": pickle.dumps(spec, protocol=5)})
+            elif status != 0:
+                reason = "it has no restarts left" if status == -1 else "no live node can run it"
+                error = ActorDiedError(
+                    f"The actor {actor_id} died: {cause}, and {reason}.", actor_id=actor_id
+                )
+                self._commands.call("actor_dead", actor_id, dumps(error), "0")
+            self._redis.srem(keys.node_actors(dead), actor_id)
 
     def _replace(
         self,

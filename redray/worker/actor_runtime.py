@@ -64,8 +64,9 @@ def run_actor(
     client.on_block = None
     client.on_unblock = None
     server, direct = _direct_server(client, spec)
+    creation = pickle.dumps(spec, protocol=5)
     registered = client.commands.call(
-        "actor_register", actor_id, client.node_id or "", os.getpid(), worker_id, direct
+        "actor_register", actor_id, client.node_id or "", os.getpid(), worker_id, direct, creation
     )
     if not registered:  # killed before it could start
         death = client.redis.hget(keys.actor(actor_id), "death") or dumps(
@@ -153,6 +154,10 @@ class ActorRuntime:
         #: Calls from the mailbox and from the direct socket never overlap (in-order actor).
         self._server = server
         self._exec_lock = threading.Lock()
+        #: Calls cancel() reached before they started (client/actor_cancel.py), and the
+        #: coroutines of running calls of an async actor, by task id.
+        self._cancelled: set[str] = set()
+        self._coroutines: dict[str, asyncio.Task] = {}
 
     # ---- the loop ----------------------------------------------------------------------
 
@@ -168,7 +173,7 @@ class ActorRuntime:
             return
         if self._server is not None:
             connection = RawConnection(redis.Redis(**self.client.redis_kwargs))
-            self._server.start_serving(self._run_direct, connection)
+            self._server.start_serving(self._run_direct, self._cancel, connection)
         if self._pool is None and self._loop is None:
             self._serve_in_order(last_delivered)
             return
@@ -192,6 +197,10 @@ class ActorRuntime:
                 if b"terminate" in fields:
                     self._terminate(entry_id)
                     return
+                if b"cancel" in fields:
+                    self._cancel(fields[b"cancel"].decode())
+                    self._discard(entry_id)
+                    continue
                 self._start(entry_id, fields)
 
     def _serve_in_order(self, last_delivered: str) -> None:
@@ -239,11 +248,18 @@ class ActorRuntime:
                 unread += 1
                 claimed = woke[0][0]
                 to_run = woke[:1]
+            for _, fields in to_run:  # cancels first: a call they name must not start
+                if b"cancel" in fields:
+                    self._cancel(fields[b"cancel"].decode())
             for entry_id, fields in to_run:
                 last_delivered = entry_id
                 if b"terminate" in fields:
                     self._terminate(entry_id)
                     return
+                if b"cancel" in fields:
+                    connection.send(self._discard_commands(entry_id))
+                    unread += 2
+                    continue
                 with self._exec_lock:
                     with self._cond:
                         self._inflight += 1
@@ -282,6 +298,10 @@ class ActorRuntime:
                 self._wait_idle()
                 self._terminate(entry_id)
                 return None
+            if b"cancel" in fields:
+                self._cancel(fields[b"cancel"].decode())
+                self._discard(entry_id)
+                continue
             attempts = delivered.get(entry_id, 1)
             if self.max_task_retries == -1 or attempts <= self.max_task_retries:
                 with self._cond:
@@ -321,6 +341,27 @@ class ActorRuntime:
         with self._cond:
             self._inflight -= 1
             self._cond.notify_all()
+
+    def _cancel(self, task_id: str) -> None:
+        """cancel() of a call: skip it if it has not started, stop its coroutine if it runs
+        on the event loop (a running sync call goes on, as in Ray)."""
+        self._cancelled.add(task_id)
+        coroutine = self._coroutines.get(task_id)
+        if coroutine is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(coroutine.cancel)
+
+    def _discard_commands(self, entry_id: bytes) -> list[tuple[Any, ...]]:
+        return [
+            ("XACK", self.mailbox, keys.ACTOR_GROUP, entry_id),
+            ("XDEL", self.mailbox, entry_id),
+        ]
+
+    def _discard(self, entry_id: bytes) -> None:
+        """Drop a mailbox entry that needs no commit (a cancel, or a cancelled call)."""
+        pipe = self.client.redis.pipeline(transaction=False)
+        pipe.xack(self.mailbox, keys.ACTOR_GROUP, entry_id)
+        pipe.xdel(self.mailbox, entry_id)
+        pipe.execute()
 
     def _wait_idle(self) -> None:
         with self._cond:
@@ -378,6 +419,12 @@ class ActorRuntime:
     ) -> list[tuple[Any, ...]]:
         """Run one call and commit it; with `defer`, return the commit's commands instead."""
         spec: TaskSpec = pickle.loads(fields[b"s"])
+        if spec.task_id in self._cancelled:  # its canceller committed TaskCancelledError
+            self._cancelled.discard(spec.task_id)
+            if defer:
+                return self._discard_commands(entry_id)
+            self._discard(entry_id)
+            return []
         entries, failed = self._call_outputs(spec)
         if defer:
             return self._commit_commands(entry_id, spec, entries, failed)
@@ -387,6 +434,9 @@ class ActorRuntime:
     def _run_direct(self, spec: TaskSpec) -> tuple[tuple[Any, ...], Callable[[], list[Any]]]:
         """Run a call that came over the direct socket: the caller's reply, and what makes
         its commit's commands (sent right after the reply)."""
+        if spec.task_id in self._cancelled:
+            self._cancelled.discard(spec.task_id)
+            return ("done", spec.task_id, []), lambda: []
         with self._exec_lock:
             with self._cond:
                 self._inflight += 1
@@ -436,7 +486,14 @@ class ActorRuntime:
 
     async def _run_async(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         spec: TaskSpec = pickle.loads(fields[b"s"])
+        if spec.task_id in self._cancelled:
+            self._cancelled.discard(spec.task_id)
+            self._discard(entry_id)
+            return
         self._enter(spec)
+        current = asyncio.current_task()
+        assert current is not None
+        self._coroutines[spec.task_id] = current
         try:
             try:
                 method, args, kwargs = self._prepare(spec)
@@ -448,8 +505,13 @@ class ActorRuntime:
             if inspect.isawaitable(result):
                 result = await result
             entries, error = self._outputs(spec, result)
+        except asyncio.CancelledError:  # cancel(): its canceller committed the error
+            self._discard(entry_id)
+            return
         except Exception as raised:
             entries, error = self.executor._error_entries(spec, raised), raised
+        finally:
+            self._coroutines.pop(spec.task_id, None)
         self._commit(entry_id, spec, entries, failed=error is not None)
 
     def _outputs(self, spec: TaskSpec, result: Any) -> tuple[list[Entry], BaseException | None]:

@@ -74,10 +74,14 @@ class DirectCallServer(threading.Thread):
         self._stop_reader, self._stop_writer = socket.socketpair()
         self._selector.register(self._stop_reader, selectors.EVENT_READ)
         self._run: RunCall | None = None
+        self._cancel: Callable[[str], None] | None = None
         self._redis: RawConnection | None = None
 
-    def start_serving(self, run: RunCall, redis_connection: RawConnection) -> None:
+    def start_serving(
+        self, run: RunCall, cancel: Callable[[str], None], redis_connection: RawConnection
+    ) -> None:
         self._run = run
+        self._cancel = cancel
         self._redis = redis_connection
         self.start()
 
@@ -116,8 +120,18 @@ class DirectCallServer(threading.Thread):
             self._selector.unregister(channel.sock)
             channel.close()
             return
-        for _, spec in messages:
-            self._serve_call(channel, spec)
+        self._serve_all(channel, messages)
+
+    def _serve_all(self, channel: Channel, messages: list[tuple[Any, ...]]) -> None:
+        """Serve the calls received, after the cancels among them (a call they name is
+        then skipped: it has not started)."""
+        assert self._cancel is not None
+        for kind, payload in messages:
+            if kind == "cancel":
+                self._cancel(payload)
+        for kind, payload in messages:
+            if kind == "call":
+                self._serve_call(channel, payload)
 
     def _serve_call(self, channel: Channel, spec: TaskSpec) -> None:
         assert self._run is not None and self._redis is not None
@@ -128,6 +142,8 @@ class DirectCallServer(threading.Thread):
         except OSError:
             pass  # the caller is gone; its result is committed all the same
         commands = make_commit()
+        if not commands:
+            return
         self._redis.send(commands)
         for failed in [r for r in self._redis.read(len(commands)) if isinstance(r, Exception)]:
             logger.error("redray: committing the result of %s failed: %s", spec.name, failed)
@@ -136,18 +152,17 @@ class DirectCallServer(threading.Thread):
         """Serve what callers sent before the actor was told to end."""
         for key in list(self._selector.get_map().values()):
             if isinstance(key.data, Channel):
-                for spec in _received_now(key.data):
-                    self._serve_call(key.data, spec)
+                self._serve_all(key.data, _received_now(key.data))
 
 
-def _received_now(channel: Channel) -> list[TaskSpec]:
-    """The calls a connection has received so far, without waiting for more."""
-    calls: list[TaskSpec] = []
+def _received_now(channel: Channel) -> list[tuple[Any, ...]]:
+    """The messages a connection has received so far, without waiting for more."""
+    messages: list[tuple[Any, ...]] = []
     channel.sock.setblocking(False)
     try:
         while True:
-            calls += [spec for _, spec in channel.recv_ready()]
+            messages += channel.recv_ready()
     except (BlockingIOError, EOFError, OSError):
         pass
     channel.sock.setblocking(True)
-    return calls
+    return messages
