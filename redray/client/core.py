@@ -442,6 +442,9 @@ class CoreClient:
         except TaskUnschedulableError as error:
             self.fail_task(spec, error)
             return
+        if node_id is None:  # maybe a node joined since the cache was read: look again
+            self.nodes.refresh()
+            node_id = self._place(spec, strategy)
         if node_id is None:
             self._park_infeasible(spec, strategy)
             return
