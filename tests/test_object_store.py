@@ -8,6 +8,7 @@ side opens it, so "the task is running now" needs no sleeping or polling.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -261,9 +262,24 @@ def double(array: np.ndarray) -> np.ndarray:
 def test_transfer_server_is_in_the_node_record(two_stores: tuple[str, str]) -> None:
     for node_id in two_stores:
         record = _node_record(node_id)
-        host, _, port = record["transfer"].rpartition(":")
-        assert host and int(port) > 0
+        token, _, host_port = record["transfer"].rpartition("@")
+        host, _, port = host_port.rpartition(":")
+        assert len(token) >= 32 and host and int(port) > 0
         assert record["object_store_memory"] > 0
+
+
+def test_transfer_server_refuses_requests_without_its_token(
+    two_stores: tuple[str, str],
+) -> None:
+    head, _ = two_stores
+    ref = redray.put(np.ones(MB))
+    address = _node_record(head)["transfer"]
+    host, _, port = address.rpartition("@")[2].rpartition(":")
+    for request in (f"GET {ref.hex()}\n", f"GET {ref.hex()} {'0' * 32}\n"):
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(request.encode())
+            assert sock.recv(64) == b""  # closed without an answer
+    assert transfer.fetch(address, ref.hex()) is not None
 
 
 @redray.remote

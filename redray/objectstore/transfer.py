@@ -2,9 +2,11 @@
 
 The node daemon must stay free of threads (it forks workers), so the server is a process of
 its own, forked by the daemon at boot (`fork_server`), dying with it (PR_SET_PDEATHSIG).
-The daemon records "transfer": "host:port" in its node record.
+The daemon records "transfer": "<token>@host:port" in its node record: the server answers
+only requests that carry its random token, which only processes that can read the
+cluster's Redis (so already trusted with everything) know.
 
-Protocol, one request per connection, a line of ASCII:
+Protocol, one request per connection, a line of ASCII: a verb, an argument, the token.
 
     GET <object id>   ->  u64 size (2**64-1 if absent), then the sealed file, sent from the
                           store (or the node's spill directory) with sendfile: no copy in
@@ -13,6 +15,8 @@ Protocol, one request per connection, a line of ASCII:
                           one goes to the node's pool of free files, segments.py)
     STATS 0           ->  how many objects it has sent, as a line (for tests)
 
+A request without the right token gets the connection closed, unanswered.
+
 The receiving side (`pull`) reserves the object's size in its own store (in a freed file
 if one fits, whose pages need no allocating) and receives straight into a mapping of it,
 so the object is never held twice in memory; the rename that seals it makes it visible.
@@ -20,9 +24,11 @@ so the object is never held twice in memory; the rename that seals it makes it v
 
 from __future__ import annotations
 
+import hmac
 import mmap
 import os
 import re
+import secrets
 import signal
 import socket
 import socketserver
@@ -48,9 +54,11 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         request = _read_line(self.request).split()
-        if len(request) != 2 or not _OBJECT_ID.fullmatch(request[1]):
+        if len(request) != 3 or not _OBJECT_ID.fullmatch(request[1]):
             return
-        verb, object_id = request
+        verb, object_id, token = request
+        if not hmac.compare_digest(token.encode(), self.server.token.encode()):
+            return
         if verb == "GET":
             self._send(object_id)
         elif verb == "STATS":  # for tests: how many objects this server has sent
@@ -88,17 +96,18 @@ class _Handler(socketserver.BaseRequestHandler):
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
 
-    def __init__(self, listening: socket.socket, store: SharedMemoryStore) -> None:
+    def __init__(self, listening: socket.socket, store: SharedMemoryStore, token: str) -> None:
         super().__init__(listening.getsockname(), _Handler, bind_and_activate=False)
         self.socket.close()
         self.socket = listening
         self.store = store
+        self.token = token
         self.sent = 0
         self.lock = threading.Lock()
 
 
 def fork_server(store_dir: str, host: str) -> tuple[int, str]:
-    """Fork a node's transfer server; returns its pid and "host:port".
+    """Fork a node's transfer server; returns its pid and its address, "token@host:port".
 
     Called by the node daemon at boot, while it has no threads (forking is then safe, and
     takes milliseconds where a fresh interpreter would take a few hundred). The socket is
@@ -112,6 +121,7 @@ def fork_server(store_dir: str, host: str) -> tuple[int, str]:
         listening.bind(("0.0.0.0", 0))
     listening.listen(128)
     port = listening.getsockname()[1]
+    token = secrets.token_hex(16)
     pid = os.fork()
     if pid == 0:  # the server: never returns into the daemon's code
         code = 0
@@ -122,13 +132,14 @@ def fork_server(store_dir: str, host: str) -> tuple[int, str]:
             _die_with_parent()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_DFL)
-            _Server(listening, SharedMemoryStore(Path(store_dir), pool=True)).serve_forever()
+            store = SharedMemoryStore(Path(store_dir), pool=True)
+            _Server(listening, store, token).serve_forever()
         except BaseException:
             code = 1
         finally:
             os._exit(code)
     listening.close()
-    return pid, f"{host}:{port}"
+    return pid, f"{token}@{host}:{port}"
 
 
 def stop_server(pid: int) -> None:
@@ -158,8 +169,7 @@ def pull(address: str, object_id: str, store: SharedMemoryStore, make_room: Make
 
     The caller holds the object's lock (see SharedMemoryStore.object_lock).
     """
-    with _connect(address) as sock:
-        sock.sendall(f"GET {object_id}\n".encode())
+    with _request(address, "GET", object_id) as sock:
         (size,) = _SIZE.unpack(_recv_exact(sock, _SIZE.size))
         if size == _MISSING:
             return False
@@ -186,8 +196,7 @@ def pull(address: str, object_id: str, store: SharedMemoryStore, make_room: Make
 def fetch(address: str, object_id: str) -> memoryview | None:
     """Read one object from the node at `address` into this process's memory (for a
     process that has no store of its own); None if that node has no copy."""
-    with _connect(address) as sock:
-        sock.sendall(f"GET {object_id}\n".encode())
+    with _request(address, "GET", object_id) as sock:
         (size,) = _SIZE.unpack(_recv_exact(sock, _SIZE.size))
         if size == _MISSING:
             return None
@@ -208,21 +217,23 @@ def _receive_into(sock: socket.socket, view: memoryview, address: str) -> None:
 
 def objects_sent(address: str) -> int:
     """How many objects the server at `address` has sent (STATS; used by tests)."""
-    with _connect(address) as sock:
-        sock.sendall(b"STATS 0\n")
+    with _request(address, "STATS", "0") as sock:
         return int(_read_line(sock))
 
 
 def request_free(address: str, object_id: str) -> None:
     """Ask a node to delete its copies of a freed object (and wait until it has)."""
-    with _connect(address) as sock:
-        sock.sendall(f"FREE {object_id}\n".encode())
+    with _request(address, "FREE", object_id) as sock:
         _read_line(sock)
 
 
-def _connect(address: str) -> socket.socket:
-    host, _, port = address.rpartition(":")
-    return socket.create_connection((host, int(port)), timeout=_TIMEOUT_SECONDS)
+def _request(address: str, verb: str, argument: str) -> socket.socket:
+    """A connection to the server at "token@host:port" that has sent one request."""
+    token, _, host_port = address.rpartition("@")
+    host, _, port = host_port.rpartition(":")
+    sock = socket.create_connection((host, int(port)), timeout=_TIMEOUT_SECONDS)
+    sock.sendall(f"{verb} {argument} {token}\n".encode())
+    return sock
 
 
 def _recv_exact(sock: socket.socket, count: int) -> bytes:
