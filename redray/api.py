@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import itertools
 import json
 import logging
+import operator
 import os
 import threading
 from collections.abc import Sequence
@@ -263,7 +265,7 @@ def wait(
     (then next() raises StopIteration at once)."""
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expected a list of ObjectRef, got {type(object_refs).__name__}.")
-    plain = all(type(ref) is ObjectRef for ref in object_refs)  # the common, fast case
+    plain = set(map(type, object_refs)) <= {ObjectRef}  # the common, fast case
     if not plain and not all(
         isinstance(ref, (ObjectRef, ObjectRefGenerator)) for ref in object_refs
     ):
@@ -281,7 +283,7 @@ def wait(
             f"to wait() ({len(object_refs)})."
         )
     if plain:
-        ids = [ref._id for ref in object_refs]
+        ids = list(map(_ID_OF, object_refs))
         if len(set(ids)) != len(ids):
             raise ValueError("Wait requires a list of unique object refs.")
     else:
@@ -294,15 +296,29 @@ def wait(
     if not object_refs:
         return [], []
     client = current_client()
-    if not plain:
-        indexes = client.wait_any(groups, num_returns, timeout)
-    else:
-        ready_ids = client.wait(ids, num_returns, timeout)
-        indexes = {index for index, object_id in enumerate(ids) if object_id in ready_ids}
+    if plain:
+        return _split_ready(object_refs, client.wait(ids, num_returns, timeout), num_returns)
+    indexes = client.wait_any(groups, num_returns, timeout)
     chosen = sorted(indexes)[:num_returns]
     taken = set(chosen)
     ready = [object_refs[index] for index in chosen]
     return ready, [ref for index, ref in enumerate(object_refs) if index not in taken]
+
+
+_ID_OF = operator.attrgetter("_id")
+
+
+def _split_ready(
+    refs: Sequence[Any], ready: list[bool], num_returns: int
+) -> tuple[list[Any], list[Any]]:
+    """(the first `num_returns` ready refs, the others), both in the order given."""
+    if ready.count(True) > num_returns:
+        last = [i for i, is_ready in enumerate(ready) if is_ready][num_returns - 1]
+        ready = [is_ready and i <= last for i, is_ready in enumerate(ready)]
+    return (
+        list(itertools.compress(refs, ready)),
+        list(itertools.compress(refs, [not is_ready for is_ready in ready])),
+    )
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:

@@ -232,12 +232,12 @@ class CoreClient:
         self._await(object_ids, len(object_ids), timeout)
         return [self.materialize(object_id) for object_id in object_ids]
 
-    def wait(self, object_ids: list[str], num_returns: int, timeout: float | None) -> set[str]:
-        """The ids among `object_ids` that are ready once `num_returns` are (or time is up)."""
+    def wait(self, object_ids: list[str], num_returns: int, timeout: float | None) -> list[bool]:
+        """Whether each of `object_ids` is ready, once `num_returns` are (or time is up)."""
         self._await(object_ids, num_returns, timeout, raise_on_timeout=False)
-        ready = {object_id for object_id in object_ids if object_id in self.objects}
+        ready, errors = self.objects.ready_and_errors(object_ids)
         # As in Ray, an error seen through wait() counts as handled: no "unhandled" log.
-        self._fetched_errors.update(self.objects.errors_among(ready))
+        self._fetched_errors.update(errors)
         return ready
 
     def wait_any(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 
@@ -32,6 +32,8 @@ class ObjectTable:
         self.lock = threading.RLock()
         self._changed = threading.Condition(self.lock)
         self._entries: dict[str, Entry] = {}
+        #: The ids of the entries that are errors (wait() marks those it returns as seen).
+        self._errors: set[str] = set()
 
     def get(self, object_id: str) -> Entry | None:
         return self._entries.get(object_id)
@@ -42,22 +44,29 @@ class ObjectTable:
     def commit(self, object_id: str, entry: Entry) -> None:
         with self.lock:
             self._entries[object_id] = entry
+            if entry.kind == "e":
+                self._errors.add(object_id)
             self._changed.notify_all()
 
-    def errors_among(self, object_ids: set[str]) -> list[str]:
-        entries = self._entries
-        return [o for o in object_ids if (e := entries.get(o)) is not None and e.kind == "e"]
+    def ready_and_errors(self, object_ids: list[str]) -> tuple[list[bool], set[str]]:
+        """Whether each object is here, and which of them are errors."""
+        return list(map(self._entries.__contains__, object_ids)), self.errors_among(object_ids)
+
+    def errors_among(self, object_ids: Iterable[str]) -> set[str]:
+        return self._errors.intersection(object_ids)
 
     def keep_only(self, keep: set[str]) -> None:
         with self.lock:
             for object_id in [o for o in self._entries if o not in keep]:
                 del self._entries[object_id]
+            self._errors &= keep
 
     def discard(self, object_id: str) -> None:
         self._entries.pop(object_id, None)
+        self._errors.discard(object_id)
 
     def count_present(self, object_ids: list[str]) -> int:
-        return sum(1 for object_id in object_ids if object_id in self._entries)
+        return sum(map(self._entries.__contains__, object_ids))
 
     def wait_until(self, condition: Callable[[], bool], deadline: float | None) -> bool:
         """Block until `condition()` holds (checked on every commit); False on deadline."""
