@@ -409,6 +409,7 @@ class NodeDaemon:
         self._actor_workers[worker_id] = (actor_id, task)
         self._actor_of[actor_id] = worker_id
         self._execute(self.scheduler.actor_started(worker_id, held))
+        self._execute(self.scheduler.keep_warm(self.config.prestart_workers))
         if actor_id in self._pending_kills:
             self._pending_kills.discard(actor_id)
             self.pool.kill(worker_id)

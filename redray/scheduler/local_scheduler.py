@@ -135,6 +135,15 @@ class LocalScheduler:
         self._starting += count
         return [StartWorkers(count)] if count else []
 
+    def keep_warm(self, count: int) -> list[Action]:
+        """Start workers until `count` are idle or starting (after an actor took one, so
+        that the next task or actor does not wait for a fork)."""
+        missing = count - len(self._idle) - self._starting
+        if missing <= 0:
+            return []
+        self._starting += missing
+        return [StartWorkers(missing)]
+
     def take_surplus_idle(self, keep: int) -> list[str]:
         """Idle workers beyond `keep` (the oldest idle first), taken out of the pool."""
         surplus = []

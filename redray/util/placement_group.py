@@ -111,8 +111,7 @@ class PlacementGroup:
         """Wait until the group is created; False if it is not within `timeout_seconds`."""
         client = _client()
         object_id = _ready_object_id(self.id)
-        ready = client.wait([object_id], 1, timeout_seconds)
-        if object_id not in ready:
+        if not client.wait([object_id], 1, timeout_seconds)[0]:
             return False
         entry = client.objects.get(object_id)
         return entry is not None and entry.kind != "e"
