@@ -462,6 +462,7 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     client = api.current_client()
     client.batcher.flush()
     actor_id = actor._actor_id_hex
+    client.direct.unlink(actor_id)
     if no_restart:
         error = ActorDiedError(
             f"The actor {actor_id} ({actor._class_name}) died because it was killed by "

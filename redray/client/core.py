@@ -113,6 +113,8 @@ class CoreClient:
         process = {"pid": os.getpid(), "pidns": ids.pid_namespace()}
         record = json.dumps({**process, "node": self.node_id, "kind": self.kind})
         self.batcher.add("HSET", keys.CLIENTS, self.client_id, record)
+        if self.node_id:
+            self.batcher.add("SADD", keys.node_clients(self.node_id), self.client_id)
 
     def forget_borrowed_entries(self) -> None:
         """Some owner died: entries cached of objects this process borrowed may be stale."""
@@ -125,7 +127,11 @@ class CoreClient:
             freed = self.commands.call("owner_died", self.client_id)
             self.local_objects.delete_freed(parse_freed(freed or []))
         else:
-            self.redis.hdel(keys.CLIENTS, self.client_id)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hdel(keys.CLIENTS, self.client_id)
+            if self.node_id:
+                pipe.srem(keys.node_clients(self.node_id), self.client_id)
+            pipe.execute()
 
     def _init_object_store(self) -> None:
         """Object access and reference counting (redray/objectstore/)."""

@@ -166,6 +166,15 @@ class DirectCalls:
             except OSError:
                 pass
 
+    def unlink(self, actor_id: str) -> None:
+        """Stop sending calls over the socket of an actor this process just had killed, so
+        that the next ones meet its death in the mailbox rather than a process about to be
+        killed. Calls already sent are still answered or settled as usual."""
+        with self._lock:
+            link = self._links.pop(actor_id, None)
+            if link is not None:
+                link.closed = True
+
     def is_linked(self, actor_id: str) -> bool:
         """Whether this process's calls to the actor go over its socket now."""
         return actor_id in self._links
@@ -173,8 +182,8 @@ class DirectCalls:
     # ---- the reader thread --------------------------------------------------------------
 
     def sockets(self) -> list[socket.socket]:
-        with self._lock:
-            return [self._wake_reader, *(link.channel.sock for link in self._links.values())]
+        with self._lock:  # unlinked sockets too: their calls are still answered
+            return [self._wake_reader, *(link.channel.sock for link in self._by_socket.values())]
 
     def on_readable(self, sock: socket.socket) -> None:
         if sock is self._wake_reader:
@@ -204,7 +213,8 @@ class DirectCalls:
         """The actor's socket closed: settle every call it had not answered."""
         with self._lock:
             link.closed = True
-            self._links.pop(link.actor_id, None)
+            if self._links.get(link.actor_id) is link:
+                del self._links[link.actor_id]
             self._by_socket.pop(link.channel.sock.fileno(), None)
             unanswered = list(link.pending.values())
             link.pending.clear()
@@ -258,7 +268,7 @@ class DirectCalls:
 
     def close(self) -> None:
         with self._lock:
-            links = list(self._links.values())
+            links = list(self._by_socket.values())
             self._links.clear()
             self._by_socket.clear()
         for link in links:

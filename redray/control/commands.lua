@@ -347,7 +347,7 @@ end
 return freed
 
 -- command: owner_died
--- Tables: clients, dead owners, owned sets, object directory.
+-- Tables: clients (and the node's set of them), dead owners, owned sets, object directory.
 -- A process that owned objects died (or a driver ended its job): each object it owned that
 -- nobody borrows is freed; the others become kind 'x' (their memory is freed too), so that
 -- their borrowers' get raises OwnerDiedError, and they go when the last borrower lets go.
@@ -355,6 +355,13 @@ return freed
 -- hears of it on node_events, and forgets the entries it cached of objects it borrowed.
 -- ARGV: prefix, client_id. Returns the freed stored objects, as obj_refs does.
 local p, client = ARGV[1], ARGV[2]
+local record = redis.call('HGET', p .. 'clients', client)
+if record then
+  local node = cjson.decode(record)['node']
+  if type(node) == 'string' then
+    redis.call('SREM', p .. 'node:' .. node .. ':clients', client)
+  end
+end
 redis.call('HDEL', p .. 'clients', client)
 redis.call('SADD', p .. 'dead_owners', client)
 local freed = {}

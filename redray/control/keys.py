@@ -12,6 +12,7 @@ test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 | {p}node:{id}:queue               | stream | task specs for that node; consumer group "daemon"    |
 | {p}node:{id}:recovering          | string | lease of the daemon re-placing a dead node's queue   |
 | {p}node:{id}:actors              | set    | actors running on that node (restarted if it dies)   |
+| {p}node:{id}:clients             | set    | client processes of that node (its daemon watches)   |
 | {p}node_events                   | stream | node joined / left, owner died: read by every client |
 | {p}fn:{function_id}              | string | pickled function or class, exported once             |
 | {p}obj:{object_id}               | hash   | object directory entry: owner, kind, size, node,     |
@@ -51,6 +52,10 @@ def node_queue(node_id: str) -> str:
 
 def node_actors(node_id: str) -> str:
     return f"{PREFIX}node:{node_id}:actors"
+
+
+def node_clients(node_id: str) -> str:
+    return f"{PREFIX}node:{node_id}:clients"
 
 
 def node_recovering(node_id: str) -> str:

@@ -1,11 +1,11 @@
 """Releasing the objects of client processes of this node that died.
 
 Every client process (driver or worker) registers itself in the clients table with its pid
-and node (CoreClient). A process that exits cleanly unregisters; one that crashed, or was
-killed (an actor by `kill()`), stays registered with a pid that no longer exists. The node
-daemon looks for those (among the processes of its node that share its pid namespace: a
-pid means nothing across containers) when one of its workers exits and on each
-heartbeat, and runs
+and node, and in its node's set of clients (CoreClient), so a daemon reads only its own. A
+process that exits cleanly unregisters; one that crashed, or was killed (an actor by
+`kill()`), stays registered with a pid that no longer exists. The node daemon looks for
+those (among the processes of its node that share its pid namespace: a pid means nothing
+across containers) when one of its workers exits and on each heartbeat, and runs
 `owner_died` for each: their objects are freed, or turned into OwnerDiedError for the
 processes that borrowed them (see commands.lua).
 """
@@ -39,7 +39,11 @@ class OwnerReaper:
 
     def release_dead(self) -> None:
         """Run owner_died for each registered client of this node whose process is gone."""
-        for client_id, record in self._redis.hgetall(keys.CLIENTS).items():
+        members = sorted(self._redis.smembers(keys.node_clients(self._node_id)))
+        records = self._redis.hmget(keys.CLIENTS, members) if members else []
+        for client_id, record in zip(members, records):
+            if record is None:  # unregistered meanwhile
+                continue
             try:
                 client = json.loads(record)
             except ValueError:

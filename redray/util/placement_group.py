@@ -510,6 +510,7 @@ def _remove(client: Any, pg_id: str) -> None:
         pipe = client.redis.pipeline(transaction=False)
         for raw in actors:
             actor_id = raw.decode()
+            client.direct.unlink(actor_id)  # calls to it must meet its death from now on
             error = ActorDiedError(
                 f"The actor {actor_id} died because its placement group was removed.",
                 actor_id=actor_id,
