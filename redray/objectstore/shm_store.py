@@ -14,7 +14,6 @@ freed files are recycled by the process that frees them (see segments.py).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import mmap
@@ -26,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import psutil
 
 from redray.objectstore.read_cache import CACHE_MIN_BYTES, ReadCache
@@ -84,10 +84,12 @@ def _pin(path: Path) -> tuple[int, int]:
 
 def _pinned_view(mapping: mmap.mmap, pin_fd: int) -> memoryview:
     """A read-only view of a cached mapping that holds `pin_fd` (and its shared flock) for
-    as long as the view, or anything made from it, lives."""
-    exporter = (ctypes.c_char * len(mapping)).from_buffer(mapping)
+    as long as the view, or anything made from it, lives: the view's exporter is an array
+    of its own, whose end closes the descriptor."""
+    exporter = np.frombuffer(mapping, dtype=np.uint8)
+    exporter.flags.writeable = False
     weakref.finalize(exporter, os.close, pin_fd)
-    return memoryview(exporter).cast("B").toreadonly()
+    return memoryview(exporter)
 
 
 class Reservation:
