@@ -168,7 +168,7 @@ class ActorClass:
         client.export_function(export.function_id, export.pickled)
 
         name = resolved.get("name")
-        namespace = resolved.get("namespace") or _current_namespace(client)
+        namespace = resolved.get("namespace") or runtime_context.current_namespace(client)
         detached = resolved.get("lifetime") == "detached"
         name_key = f"{namespace}\x00{name}" if name else ""
         actor_id = os.urandom(16).hex()
@@ -207,6 +207,7 @@ class ActorClass:
             owner=client.client_id,
             demand=placement,
             job_id=client.job_id,
+            namespace=runtime_context.current_namespace(client),
             max_retries=0,
             runtime_env=resolved.get("runtime_env"),
             extra={
@@ -218,6 +219,7 @@ class ActorClass:
                 "is_asyncio": export.is_asyncio,
                 "max_restarts": resolved["max_restarts"],
                 "max_task_retries": resolved["max_task_retries"],
+                "name": name or "",
             },
         )
         strategy = scheduling_strategy_for(spec, resolved, self.__name__)
@@ -402,6 +404,7 @@ class ActorMethod:
             owner=client.client_id,
             demand={},
             job_id=client.job_id,
+            namespace=runtime_context.current_namespace(client),
             max_retries=0,
             extra=extra,
         )
@@ -420,10 +423,6 @@ _owned: dict[str, list[str]] = {}
 _owned_lock = threading.Lock()
 
 
-def _current_namespace(client: Any) -> str:
-    return runtime_context.current.namespace or client.namespace or client.job_id
-
-
 def _handle_from_record(client: Any, actor_id: str) -> ActorHandle:
     meta = client.redis.hget(keys.actor(actor_id), "meta")
     if meta is None:
@@ -434,12 +433,14 @@ def _handle_from_record(client: Any, actor_id: str) -> ActorHandle:
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     """A handle to the live actor called `name` in `namespace` (default: the current one)."""
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str):
+        raise TypeError(f"get_actor() takes the actor's name as a str, not {type(name).__name__}.")
+    if not name:
         raise ValueError("Please supply a non-empty value to get_actor")
     if namespace is not None and (not isinstance(namespace, str) or not namespace):
         raise ValueError("namespace must be None or a non-empty string")
     client = api.current_client()
-    namespace = namespace or _current_namespace(client)
+    namespace = namespace or runtime_context.current_namespace(client)
     actor_id = client.redis.hget(keys.NAMED_ACTORS, f"{namespace}\x00{name}")
     state = client.redis.hget(keys.actor(actor_id.decode()), "state") if actor_id else None
     if actor_id is None or state in (None, b"dead"):

@@ -325,9 +325,12 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
     """Cancel a task: a pending one never runs, a running one is interrupted
     (KeyboardInterrupt), or with force=True its worker is killed. get() then raises
     TaskCancelledError. Cancelling a finished task does nothing."""
+    if isinstance(object_ref, ObjectRefGenerator):
+        object_ref = object_ref.end_ref()  # cancelling any of its objects cancels the task
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(
-            f"redray.cancel() only supports ObjectRefs of tasks, got {type(object_ref).__name__}."
+            "redray.cancel() only supports ObjectRefs (or ObjectRefGenerators) of tasks, got "
+            f"{type(object_ref).__name__}."
         )
     current_client().cancel(object_ref.hex(), force=force, recursive=recursive)
 

@@ -40,6 +40,7 @@ class ObjectRefGenerator:
 
     def _next(self, timeout: float | None) -> ObjectRef:
         from redray import api
+        from redray.exceptions import RayError
 
         index = self._next_index
         if self._length is not None and index > self._length:
@@ -51,22 +52,18 @@ class ObjectRefGenerator:
         if not ready:
             raise TimeoutError(f"item {index} of generator task {self._task_id} not ready yet")
         if candidate not in ready:
-            self._length = self._stream_length()
+            try:
+                self._length = int(api.get(self._end))
+            except RayError:
+                # Cancelled or crashed before its last item: the next item is that error
+                # (as in Ray), and the stream ends after it.
+                self._length = index
+                self._next_index += 1
+                return self._end
             if index > self._length:
                 raise StopIteration
         self._next_index += 1
         return candidate
-
-    def _stream_length(self) -> int:
-        """Items the task produced; a stream cut short by an error or cancel ends there."""
-        from redray import api
-        from redray.exceptions import RayError
-
-        try:
-            return int(api.get(self._end))
-        except RayError:
-            # Cancelled or crashed before its last item: the items committed so far count.
-            return self._next_index - 1
 
     def __aiter__(self) -> ObjectRefGenerator:
         return self
@@ -83,6 +80,10 @@ class ObjectRefGenerator:
             return self._next(timeout=None)
         except StopIteration:
             return None
+
+    def end_ref(self) -> ObjectRef:
+        """The object committed when the stream ends (its count, or the task's failure)."""
+        return self._end
 
     def ready_ids(self) -> list[str]:
         """The objects of which any one being committed makes the next next() return at

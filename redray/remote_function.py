@@ -103,6 +103,7 @@ class RemoteFunction:
             owner=client.client_id,
             demand=options_module.task_resource_demand(opts),
             job_id=runtime_context.current.job_id or client.job_id,
+            namespace=runtime_context.current_namespace(client),
             max_retries=opts["max_retries"],
             retry_exceptions=_retry_exceptions(opts["retry_exceptions"]),
             max_calls=opts["max_calls"] or 0,
@@ -145,18 +146,22 @@ def make_remote(target: Any, remote_options: dict[str, Any]) -> Any:
     )
 
 
+class RemoteDecoratorError(TypeError, AssertionError):
+    """`remote` applied wrongly: a TypeError, and an AssertionError as Ray raises."""
+
+
 def remote(*args: Any, **kwargs: Any) -> Any:
     """Define a remote function or an actor class (decorator, with or without options)."""
     if len(args) == 1 and not kwargs and (callable(args[0]) or inspect.isclass(args[0])):
         return make_remote(args[0], {})
     if args:
-        raise TypeError(
+        raise RemoteDecoratorError(
             "The @redray.remote decorator must be applied either with no arguments and no "
             "parentheses, for example '@redray.remote', or with keyword arguments only, for "
             "example '@redray.remote(num_returns=2, num_cpus=1)'."
         )
     if not kwargs:
-        raise TypeError(
+        raise RemoteDecoratorError(
             "The @redray.remote decorator must be applied either with no arguments and no "
             "parentheses, for example '@redray.remote', or with keyword arguments, for "
             "example '@redray.remote(num_returns=2)'."

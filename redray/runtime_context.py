@@ -19,6 +19,7 @@ class _Current:
     task_id: str | None = None
     task_name: str | None = None
     actor_id: str | None = None
+    actor_name: str | None = None
     gpu_ids: list[int] = field(default_factory=list)
     assigned_resources: dict[str, float] = field(default_factory=dict)
     attempt: int = 0
@@ -29,6 +30,12 @@ class _Current:
 
 current = _Current()
 _lock = threading.Lock()
+
+
+def current_namespace(client: Any) -> str:
+    """Where named actors are created and looked up: the running task's job namespace,
+    else this driver's (its job id when it did not name one)."""
+    return current.namespace or client.namespace or client.job_id
 
 
 class RuntimeContext:
@@ -51,6 +58,10 @@ class RuntimeContext:
 
     def get_actor_id(self) -> str | None:
         return current.actor_id
+
+    def get_actor_name(self) -> str | None:
+        """The current actor's name ("" if it has none); None outside an actor."""
+        return current.actor_name if current.actor_id is not None else None
 
     def get_assigned_resources(self) -> dict[str, float]:
         return dict(current.assigned_resources)

@@ -22,6 +22,8 @@ class TaskSpec:
     owner: str
     demand: dict[str, float]
     job_id: str = ""
+    #: The submitting job's namespace: named actors are looked up there (get_actor).
+    namespace: str = ""
     max_retries: int = 3
     retry_exceptions: bool | tuple[type, ...] = False
     max_calls: int = 0

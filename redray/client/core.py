@@ -518,6 +518,8 @@ class CoreClient:
         The TaskCancelledError is committed first, atomically and only if the task has not
         finished, so the task's own result can no longer be committed after it.
         """
+        if object_id in self.objects:
+            return  # already here (finished, or a put): cancelling does nothing
         task_id = ids.task_id_of(object_id)
         actor_call = self._actor_calls.get(task_id)
         if actor_call is not None:

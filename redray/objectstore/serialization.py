@@ -145,10 +145,9 @@ def serialize(value: Any) -> SerializedObject:
     buffers: list[memoryview] = []
 
     def keep(buf: pickle.PickleBuffer) -> bool:
-        view = buf.raw()
-        if view.nbytes < 1024:
-            return True  # small buffers are cheaper in-band
-        buffers.append(view)
+        # Every buffer out of band, however small: a numpy array then comes back as a
+        # read-only view of the stored object, as in Ray, not as a private copy.
+        buffers.append(buf.raw())
         return False
 
     stream = io.BytesIO()

@@ -81,6 +81,7 @@ def run_actor(
     executor._enter(spec, gpu_ids)
     current = runtime_context.current
     current.actor_id = actor_id
+    current.actor_name = spec.extra.get("name", "")
     try:
         cls = executor._functions.load(spec.function_id)
         args = [executor._value(arg) for arg in spec.args]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import socket
@@ -61,9 +62,10 @@ class TaskExecutor:
         current.task_id = spec.task_id
         current.task_name = spec.name
         current.job_id = spec.job_id
+        current.namespace = spec.namespace
         current.attempt = spec.attempt
         current.gpu_ids = gpu_ids
-        current.assigned_resources = dict(spec.demand)
+        current.assigned_resources = {name: float(value) for name, value in spec.demand.items()}
         current.placement_group = spec.extra.get("pg")
         if gpu_ids or spec.demand.get("GPU"):
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpu_ids)
@@ -148,6 +150,8 @@ class TaskExecutor:
         if count == 1:
             values = [result]
         else:
+            if inspect.isgenerator(result):  # a generator function with num_returns=N
+                result = list(result)
             if not isinstance(result, (tuple, list)) or len(result) != count:
                 got = len(result) if isinstance(result, (tuple, list)) else "1 (not a sequence)"
                 raise ValueError(
