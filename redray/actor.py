@@ -209,7 +209,7 @@ class ActorClass:
             job_id=client.job_id,
             namespace=runtime_context.current_namespace(client),
             max_retries=0,
-            runtime_env=resolved.get("runtime_env"),
+            runtime_env=resolved.get("runtime_env") or runtime_context.current.runtime_env,
             extra={
                 "actor": True,
                 "actor_id": actor_id,
@@ -429,6 +429,27 @@ def _handle_from_record(client: Any, actor_id: str) -> ActorHandle:
         raise ValueError(f"Failed to look up actor {actor_id}: it no longer exists.")
     class_name, methods = cloudpickle.loads(meta)
     return ActorHandle(actor_id, class_name, methods)
+
+
+def list_named_actors(all_namespaces: bool = False) -> list[Any]:
+    """The names of the live named actors of the current namespace; with `all_namespaces`,
+    {"name", "namespace"} of every live named actor (as Ray's ray.util.list_named_actors)."""
+    client = api.current_client()
+    named = [(k.decode(), v.decode()) for k, v in client.redis.hgetall(keys.NAMED_ACTORS).items()]
+    pipe = client.redis.pipeline(transaction=False)
+    for _, actor_id in named:
+        pipe.hget(keys.actor(actor_id), "state")
+    current = runtime_context.current_namespace(client)
+    found: list[Any] = []
+    for (key, _), state in zip(named, pipe.execute()):
+        namespace, _, name = key.partition("\x00")
+        if state in (None, b"dead"):
+            continue
+        if all_namespaces:
+            found.append({"name": name, "namespace": namespace})
+        elif namespace == current:
+            found.append(name)
+    return found
 
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:

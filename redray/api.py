@@ -275,6 +275,8 @@ def wait(
             f"got list containing {type(bad)}"
         )
     _check_timeout(timeout)
+    if not object_refs:
+        return [], []
     if not isinstance(num_returns, int) or num_returns <= 0:
         raise ValueError(f"Invalid number of objects to return {num_returns}: must be > 0.")
     if num_returns > len(object_refs):

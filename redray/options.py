@@ -77,6 +77,20 @@ class _Option:
 # Value checks
 
 
+def _check_runtime_env(name: str, value: Any) -> None:
+    """Only `env_vars` takes effect (set in the worker while the task runs, or for the
+    actor's life); it must map str to str, as Ray requires."""
+    env_vars = (value or {}).get("env_vars")
+    if env_vars is None:
+        return
+    if not isinstance(env_vars, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()
+    ):
+        raise TypeError(
+            f"The option {name!r}: 'env_vars' must be a dict of str to str; got {env_vars!r}."
+        )
+
+
 def _check_count(infinite: bool) -> Callable[[str, Any], None]:
     """A check for an int option that is None, >= 0, or also -1 (infinity) if `infinite`."""
     lowest = -1 if infinite else 0
@@ -305,7 +319,7 @@ _COMMON_OPTIONS: dict[str, _Option] = {
     "placement_group_bundle_index": _Option((int,), _check_bundle_index, -1),
     "placement_group_capture_child_tasks": _Option((bool, _NoneType)),
     "resources": _Option((dict, _NoneType), _check_resources),
-    "runtime_env": _Option((dict, _NoneType)),
+    "runtime_env": _Option((dict, _NoneType), _check_runtime_env),
     "scheduling_strategy": _Option(
         (
             _NoneType,

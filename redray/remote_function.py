@@ -107,7 +107,7 @@ class RemoteFunction:
             max_retries=opts["max_retries"],
             retry_exceptions=_retry_exceptions(opts["retry_exceptions"]),
             max_calls=opts["max_calls"] or 0,
-            runtime_env=opts.get("runtime_env"),
+            runtime_env=opts.get("runtime_env") or runtime_context.current.runtime_env,
             extra={"generator": num_returns} if isinstance(num_returns, str) else {},
         )
         strategy = scheduling_strategy_for(spec, opts, self._name)

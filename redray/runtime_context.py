@@ -20,6 +20,8 @@ class _Current:
     task_name: str | None = None
     actor_id: str | None = None
     actor_name: str | None = None
+    #: The running task's (or actor's) runtime_env: tasks it submits inherit it.
+    runtime_env: dict[str, Any] | None = None
     gpu_ids: list[int] = field(default_factory=list)
     assigned_resources: dict[str, float] = field(default_factory=dict)
     attempt: int = 0
@@ -69,7 +71,9 @@ class RuntimeContext:
     def get_accelerator_ids(self) -> dict[str, list[str]]:
         return {"GPU": [str(gpu) for gpu in current.gpu_ids]}
 
+    @property
     def was_current_actor_reconstructed(self) -> bool:
+        """Whether this actor was restarted (a property, as in Ray)."""
         return current.attempt > 0 and current.actor_id is not None
 
     def get(self) -> dict[str, Any]:

@@ -90,3 +90,33 @@ def test_assigned_resources_are_floats(ray_start) -> None:
 def test_remote_applied_wrongly_is_an_assertion_error_as_in_ray(ray_start) -> None:
     with pytest.raises(AssertionError):
         ray.remote(1)
+
+
+@ray.remote
+def env_var(name: str) -> str | None:
+    import os
+
+    return os.environ.get(name)
+
+
+def test_runtime_env_vars_reach_the_task_and_its_children(ray_start) -> None:
+    with_env = env_var.options(runtime_env={"env_vars": {"CONFORMANCE_FOO": "bar"}})
+    assert ray.get(with_env.remote("CONFORMANCE_FOO")) == "bar"
+    assert ray.get(env_var.remote("CONFORMANCE_FOO")) is None  # not left behind
+
+
+def test_runtime_env_vars_must_be_strings(ray_start) -> None:
+    with pytest.raises(TypeError):
+        env_var.options(runtime_env={"env_vars": {"X": 1}})
+
+
+def test_wait_on_no_refs(ray_start) -> None:
+    assert ray.wait([]) == ([], [])
+
+
+def test_list_named_actors(ray_start) -> None:
+    actor = Named.options(name="listed").remote()
+    ray.get(actor.value.remote())
+    assert "listed" in ray.util.list_named_actors()
+    everywhere = ray.util.list_named_actors(all_namespaces=True)
+    assert {"name": "listed", "namespace": ray.get_runtime_context().namespace} in everywhere

@@ -1,5 +1,6 @@
 """Utilities with Ray's names: scheduling strategies and placement groups."""
 
+from redray.actor import list_named_actors
 from redray.util import scheduling_strategies
 from redray.util.placement_group import (
     PlacementGroup,
@@ -16,6 +17,7 @@ __all__ = [
     "deregister_serializer",
     "get_current_placement_group",
     "get_placement_group",
+    "list_named_actors",
     "placement_group",
     "placement_group_table",
     "register_serializer",

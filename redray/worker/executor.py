@@ -32,6 +32,8 @@ class TaskExecutor:
         #: True while user code runs: only then may a cancel (SIGINT) interrupt the worker.
         self.in_user_code = False
         self._writer = ResultWriter(client.redis, client.commands)
+        #: Environment variables the running task's runtime_env replaced, to restore.
+        self._saved_env: dict[str, str | None] = {}
 
     def finish_commit(self) -> None:
         """Wait for Redis to confirm the last task's commit (call after reporting done)."""
@@ -45,6 +47,7 @@ class TaskExecutor:
         finally:
             runtime_context.current.task_id = None
             runtime_context.current.task_name = None
+            self._restore_env()
         self._client.local_objects.release_freed_mappings()  # before the caller hears back
         if error is not None and self._should_retry(spec, error):
             self._retry(spec, entries[0])
@@ -63,12 +66,25 @@ class TaskExecutor:
         current.task_name = spec.name
         current.job_id = spec.job_id
         current.namespace = spec.namespace
+        current.runtime_env = spec.runtime_env
+        env_vars = (spec.runtime_env or {}).get("env_vars") or {}
+        self._saved_env = {name: os.environ.get(name) for name in env_vars}
+        os.environ.update(env_vars)
         current.attempt = spec.attempt
         current.gpu_ids = gpu_ids
         current.assigned_resources = {name: float(value) for name, value in spec.demand.items()}
         current.placement_group = spec.extra.get("pg")
         if gpu_ids or spec.demand.get("GPU"):
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpu_ids)
+
+    def _restore_env(self) -> None:
+        """Undo the task's runtime_env env_vars (the next task gets its own)."""
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
 
     def _call(self, spec: TaskSpec) -> tuple[list[Entry], BaseException | None]:
         try:
