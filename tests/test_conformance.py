@@ -120,3 +120,13 @@ def test_list_named_actors(ray_start) -> None:
     assert "listed" in ray.util.list_named_actors()
     everywhere = ray.util.list_named_actors(all_namespaces=True)
     assert {"name": "listed", "namespace": ray.get_runtime_context().namespace} in everywhere
+
+
+def test_available_resources_show_a_ready_placement_group(ray_start) -> None:
+    before = ray.available_resources().get("CPU", 0.0)
+    group = ray.util.placement_group([{"CPU": 1}])
+    assert group.wait(60)
+    try:
+        assert ray.available_resources().get("CPU", 0.0) == before - 1
+    finally:
+        ray.util.remove_placement_group(group)

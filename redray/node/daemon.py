@@ -127,7 +127,7 @@ class NodeDaemon:
         }
         pipe = self.redis.pipeline()
         pipe.hset(keys.NODES, self.node_id, json.dumps(record))
-        pipe.set(keys.node_alive(self.node_id), self._heartbeat_value(), ex=HEARTBEAT_TTL_SECONDS)
+        self.publish_availability(pipe)
         pipe.xadd(keys.NODE_EVENTS, {"event": "joined", "node": self.node_id}, maxlen=1000)
         pipe.execute()
         self._queue_reader.connect()
@@ -246,6 +246,11 @@ class NodeDaemon:
             self._stopping = True
         else:
             self._on_worker_readable(source)
+
+    def publish_availability(self, pipe: redis.client.Pipeline) -> None:
+        """Queue this node's heartbeat with its available resources now, rather than at
+        the next tick (after a change others must see at once)."""
+        pipe.set(keys.node_alive(self.node_id), self._heartbeat_value(), ex=HEARTBEAT_TTL_SECONDS)
 
     def _heartbeat_value(self) -> str:
         return json.dumps(

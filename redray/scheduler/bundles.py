@@ -151,6 +151,8 @@ class NodePlacementGroups:
             ok = daemon.scheduler.reserve_bundles(pg_id, wanted)
             reply = fields[b"reply"].decode()
             pipe = daemon.redis.pipeline(transaction=False)
+            if ok:  # available_resources() shows the reservation once the group is ready
+                daemon.publish_availability(pipe)
             pipe.rpush(reply, json.dumps({"node": daemon.node_id, "ok": ok}))
             pipe.expire(reply, 600)
             pipe.execute()
