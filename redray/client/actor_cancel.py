@@ -17,10 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redray.client.object_table import Entry
-from redray.control import keys, results
+from redray.control import keys
 from redray.exceptions import RayTaskError, TaskCancelledError
-from redray.objectstore.serialization import dumps
 
 if TYPE_CHECKING:
     from redray.client.core import CoreClient
@@ -38,13 +36,7 @@ def cancel_actor_call(
     in_order = bool(client.redis.hget(keys.actor(actor_id), "direct"))
     if not in_order:
         error = RayTaskError(function_name=task_id, traceback_str="", cause=error)
-    data = dumps(error)
-    pipe = client.redis.pipeline(transaction=False)
-    results.commit_entries(
-        client.commands, pipe, task_id, client.client_id, return_ids,
-        [Entry("e", len(data), "", data)] * len(return_ids), final_state="cancelled",
-    )  # fmt: skip
-    if not pipe.execute()[0]:
+    if not client.commit_error(task_id, return_ids, error, final_state="cancelled"):
         return  # already finished: cancelling does nothing
     client.redis.xadd(keys.actor_mailbox(actor_id), {"cancel": task_id})
     client.direct.send_cancel(actor_id, task_id)

@@ -534,13 +534,7 @@ class CoreClient:
             return
         self.batcher.flush()
         node_id, return_ids = self._in_flight.get(task_id, (None, [object_id]))
-        data = dumps(error)
-        pipe = self.redis.pipeline(transaction=False)
-        results.commit_entries(
-            self.commands, pipe, task_id, self.client_id, return_ids,
-            [Entry("e", len(data), "", data)] * len(return_ids), final_state="cancelled",
-        )  # fmt: skip
-        if not pipe.execute()[0]:
+        if not self.commit_error(task_id, return_ids, error, final_state="cancelled"):
             return  # already finished: cancelling does nothing
         request = {"c": task_id, "f": int(force), "r": int(recursive)}
         targets = [node_id] if node_id else [n.node_id for n in self.nodes.refresh()]
@@ -567,6 +561,19 @@ class CoreClient:
         children, self.children = self.children, []
         for object_id in children:
             self.cancel(object_id, force=False, recursive=True)
+
+    def commit_error(
+        self, task_id: str, return_ids: list[str], error: BaseException, final_state: str
+    ) -> bool:
+        """Commit `error` as every return value of a task this process owns, once (False if
+        the task already has a terminal state)."""
+        data = dumps(error)
+        pipe = self.redis.pipeline(transaction=False)
+        results.commit_entries(
+            self.commands, pipe, task_id, self.client_id, return_ids,
+            [Entry("e", len(data), "", data)] * len(return_ids), final_state,
+        )  # fmt: skip
+        return bool(pipe.execute()[0])
 
     def commit_results(
         self,

@@ -42,7 +42,6 @@ import redis
 from redray.client.object_table import Entry
 from redray.control import keys, results
 from redray.exceptions import ActorDiedError
-from redray.objectstore.serialization import dumps
 from redray.task_spec import TaskSpec
 from redray.worker.channel import Channel
 from redray.worker.direct_server import MARKER_BYTES, read_marker
@@ -247,13 +246,7 @@ class DirectCalls:
             "retried (max_task_retries=0).",
             actor_id=link.actor_id,
         )
-        data = dumps(error)
-        entries = [Entry("e", len(data), "", data)] * len(spec.return_ids)
-        pipe = client.redis.pipeline(transaction=False)
-        results.commit_entries(
-            client.commands, pipe, spec.task_id, client.client_id, spec.return_ids, entries
-        )
-        pipe.execute()
+        client.commit_error(spec.task_id, list(spec.return_ids), error, final_state="finished")
 
     def _commit_answered(self, spec: TaskSpec, answered: list[tuple[str, Entry]]) -> None:
         """Commit a call's answer in case the actor died before it did (once per task)."""

@@ -360,8 +360,8 @@ class ActorRuntime:
     def _discard(self, entry_id: bytes) -> None:
         """Drop a mailbox entry that needs no commit (a cancel, or a cancelled call)."""
         pipe = self.client.redis.pipeline(transaction=False)
-        pipe.xack(self.mailbox, keys.ACTOR_GROUP, entry_id)
-        pipe.xdel(self.mailbox, entry_id)
+        for command in self._discard_commands(entry_id):
+            pipe.execute_command(*command)
         pipe.execute()
 
     def _wait_idle(self) -> None:
