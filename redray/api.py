@@ -97,6 +97,11 @@ def init(
                 "prior to 'redray.init()'."
             )
         _check_resources(num_cpus, num_gpus, resources, object_store_memory)
+        grace = (kwargs.get("_system_config") or {}).get("redis_grace_s")
+        if grace is not None:  # before anything starts: every process inherits it
+            from redray.control.reconnect import set_grace_seconds
+
+            set_grace_seconds(grace)
         target = resolve_address(address or redis_address)
         password = _redis_password or os.environ.get("REDRAY_REDIS_PASSWORD")
         cluster = None

@@ -11,6 +11,7 @@ is always visible before the task that uses it.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -18,7 +19,10 @@ from typing import Any
 
 import redis
 
+from redray.control import reconnect
 from redray.control.raw import Command, RawConnection
+
+logger = logging.getLogger(__name__)
 
 #: Outstanding replies are read once there are this many (bounds memory on both sides).
 _READ_AT = 1024
@@ -85,11 +89,26 @@ class WriteBatcher:
                 return
             commands, self._deferred = self._deferred, []
 
+    def _lost_replies(self, count: int, first: int, error: BaseException) -> None:
+        """The connection broke before `count` replies came: those writes may or may not
+        have landed. The next write reconnects (retrying for the grace period); their
+        readers wait for results as usual, and fail clearly if Redis stays unreachable."""
+        self._connection.close()
+        while self._callbacks and self._callbacks[0][0] < first + count:
+            self._callbacks.popleft()
+        logger.warning(
+            "redray: lost the connection to Redis with %d write(s) unconfirmed: %s", count, error
+        )
+
     def _read_replies(self) -> None:
         while self._unread:
             count, self._unread = self._unread, 0
             first = self._sent - count + 1  # the position of the first reply read now
-            replies = self._connection.read(count)
+            try:
+                replies = self._connection.read(count)
+            except reconnect.CONNECTION_ERRORS as error:
+                self._lost_replies(count, first, error)
+                return
             while self._callbacks and self._callbacks[0][0] < first + count:
                 position, callback = self._callbacks.popleft()
                 callback(replies[position - first])

@@ -26,7 +26,7 @@ from redray.client.direct_calls import DirectCalls
 from redray.client.node_view import NodeView
 from redray.client.notifications import NotificationReader
 from redray.client.object_table import Entry, ObjectTable
-from redray.control import keys, results
+from redray.control import keys, reconnect, results
 from redray.control.scripts import Commands
 from redray.exceptions import (
     GetTimeoutError,
@@ -74,7 +74,7 @@ class CoreClient:
         kind: str,
     ) -> None:
         self.redis_kwargs = redis_kwargs
-        self.redis = redis.Redis(**redis_kwargs)
+        self.redis = reconnect.client(redis_kwargs)
         self.commands = Commands(self.redis)
         self.client_id = ids.new_client_id()
         self.node_id = node_id
@@ -177,6 +177,9 @@ class CoreClient:
         for object_id in list(_tracker.counts):  # this process's refs end with it
             self.refs.on_last_ref(object_id)
         _tracker.counts.clear()
+        if self.objects.failure is not None:  # Redis is gone: do not wait for it again
+            self.local_objects.close()
+            return
         try:
             self.refs.close()
             self.batcher.close()

@@ -6,6 +6,10 @@ A stream rather than pub/sub, so that nothing is lost while the reader is busy; 
 also trims what the previous read consumed. The same blocking read follows node events,
 so the node cache refreshes when nodes join or leave, and cached entries of borrowed
 objects are dropped when some owner dies (the next get reads them again).
+
+A lost connection is retried with backoff (control/reconnect.py) for as long as it takes;
+once it has lasted the grace period, every waiter of the process raises
+RedisUnreachableError, until a read succeeds again.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import redis
 
 from redray.client.node_view import REFRESH_SECONDS
 from redray.client.object_table import Entry
-from redray.control import keys
+from redray.control import keys, reconnect
 from redray.control.raw import RawConnection, stream_entries
 
 if TYPE_CHECKING:
@@ -30,16 +34,21 @@ logger = logging.getLogger(__name__)
 
 _BLOCK_MS = 1000
 _BATCH = 1000
+#: How long a blocking read's reply may take before the connection counts as lost.
+_REPLY_TIMEOUT = _BLOCK_MS / 1000 + reconnect.SOCKET_TIMEOUT
 
 
 class NotificationReader(threading.Thread):
     def __init__(self, client: CoreClient) -> None:
         super().__init__(name="redray-notifications", daemon=True)
         self._client = client
-        self._redis = redis.Redis(**client.redis_kwargs)
+        self._redis = reconnect.client(client.redis_kwargs, retry=False)
         self._connection = RawConnection(self._redis)
         self._stream = keys.notify(client.client_id)
         self._stopping = False
+        self._outage = reconnect.Outage(reconnect.describe(client.redis_kwargs))
+        self._last_seen = "0-0"
+        self._last_event: str | None = None
 
     def stop(self) -> None:
         self._stopping = True
@@ -52,11 +61,31 @@ class NotificationReader(threading.Thread):
         self._redis.close()
 
     def run(self) -> None:
-        try:
-            self._loop()
-        except redis.ConnectionError:
-            if not self._stopping:
-                logger.error("redray: lost the connection to Redis; notifications stopped")
+        while not self._stopping:
+            try:
+                self._loop()
+                return
+            except reconnect.CONNECTION_ERRORS as error:
+                if not self._stopping:
+                    self._on_lost_connection(error)
+
+    def _on_lost_connection(self, error: BaseException) -> None:
+        """Wait a backoff delay before the next attempt; past the grace period, wake every
+        waiter of this process with the error."""
+        self._connection.close()
+        if self._outage.since is None:
+            logger.warning("redray: lost the connection to %s (%s); reconnecting",
+                           self._outage.where, error)  # fmt: skip
+        if self._outage.failed() and self._client.objects.failure is None:
+            logger.error("redray: %s", self._outage.error(error))
+            self._client.objects.fail(self._outage.error(error))
+        time.sleep(self._outage.backoff.next_delay())
+
+    def _on_reconnected(self) -> None:
+        if self._outage.since is not None:
+            logger.warning("redray: reconnected to %s", self._outage.where)
+            self._outage.recovered()
+            self._client.objects.fail(None)
 
     def _execute_serving_direct_calls(self, commands: list[tuple]) -> list:
         """Send, then read the replies; while Redis has not answered the last (blocking)
@@ -65,8 +94,12 @@ class NotificationReader(threading.Thread):
         replies = self._connection.read(len(commands) - 1)
         direct = self._client.direct
         redis_socket = self._connection.fileno()
+        deadline = time.monotonic() + _REPLY_TIMEOUT
         while not self._connection.reply_ready():
-            ready, _, _ = select.select([redis_socket, *direct.sockets()], [], [])
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise redis.TimeoutError(f"no reply from Redis in {_REPLY_TIMEOUT:g} s")
+            ready, _, _ = select.select([redis_socket, *direct.sockets()], [], [], left)
             for sock in ready:
                 if sock != redis_socket:
                     direct.on_readable(sock)
@@ -78,9 +111,10 @@ class NotificationReader(threading.Thread):
 
     def _loop(self) -> None:
         client = self._client
-        last_seen = "0-0"
-        newest_event = self._redis.xrevrange(keys.NODE_EVENTS, count=1)
-        last_event = newest_event[0][0] if newest_event else "0-0"
+        if self._last_event is None:
+            newest_event = self._redis.xrevrange(keys.NODE_EVENTS, count=1)
+            self._last_event = newest_event[0][0] if newest_event else "0-0"
+        last_seen, last_event = self._last_seen, self._last_event
         refreshed = time.monotonic()
         while not self._stopping:
             commands: list[tuple] = []
@@ -91,11 +125,12 @@ class NotificationReader(threading.Thread):
                  self._stream, keys.NODE_EVENTS, last_seen, last_event)
             )  # fmt: skip
             replies = self._execute_serving_direct_calls(commands)
+            self._on_reconnected()
             streams = stream_entries(replies[-1])
             for name, entries in streams:
                 if name.decode() == self._stream:
                     for entry_id, fields in entries:
-                        last_seen = entry_id
+                        last_seen = self._last_seen = entry_id
                         if b"stop" in fields:
                             return
                         entry = Entry.from_fields(
@@ -103,7 +138,7 @@ class NotificationReader(threading.Thread):
                         )
                         client.on_committed(fields[b"o"].decode(), entry)
                 else:
-                    last_event = entries[-1][0]
+                    last_event = self._last_event = entries[-1][0]
                     if any(fields.get(b"event") == b"owner_died" for _, fields in entries):
                         client.forget_borrowed_entries()
                     client.nodes.refresh()

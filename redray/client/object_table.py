@@ -34,6 +34,9 @@ class ObjectTable:
         self._entries: dict[str, Entry] = {}
         #: The ids of the entries that are errors (wait() marks those it returns as seen).
         self._errors: set[str] = set()
+        #: Set while this process cannot reach Redis past the grace period: every waiter
+        #: raises it instead of waiting for commits that cannot arrive.
+        self.failure: BaseException | None = None
 
     def get(self, object_id: str) -> Entry | None:
         return self._entries.get(object_id)
@@ -69,9 +72,12 @@ class ObjectTable:
         return sum(map(self._entries.__contains__, object_ids))
 
     def wait_until(self, condition: Callable[[], bool], deadline: float | None) -> bool:
-        """Block until `condition()` holds (checked on every commit); False on deadline."""
+        """Block until `condition()` holds (checked on every commit); False on deadline.
+        Raises `failure` if it is set (or gets set) while the condition does not hold."""
         with self.lock:
             while not condition():
+                if self.failure is not None:
+                    raise self.failure
                 if deadline is None:
                     self._changed.wait()
                     continue
@@ -80,6 +86,12 @@ class ObjectTable:
                     return False
                 self._changed.wait(remaining)
             return True
+
+    def fail(self, error: BaseException | None) -> None:
+        """Make every waiter raise `error` (None: wait normally again)."""
+        with self.lock:
+            self.failure = error
+            self._changed.notify_all()
 
     def wake_all(self) -> None:
         with self.lock:

@@ -20,7 +20,14 @@ class RawConnection:
         self._connection = client.connection_pool.make_connection()
 
     def send(self, commands: list[Command]) -> None:
-        self._connection.send_packed_command(self._connection.pack_commands(commands))
+        packed = self._connection.pack_commands(commands)
+        try:
+            self._connection.send_packed_command(packed)
+        except (redis.ConnectionError, redis.TimeoutError):
+            # The write failed, so nothing of it was answered: send it once more on a new
+            # connection, which the client's retry policy connects (control/reconnect.py).
+            self._connection.disconnect()
+            self._connection.send_packed_command(packed)
 
     def read(self, count: int) -> list[Any]:
         """The next `count` replies; an error reply is returned, not raised."""

@@ -38,7 +38,7 @@ import warnings
 from typing import Any
 
 from redray import ids, runtime_context
-from redray.control import keys
+from redray.control import keys, reconnect
 from redray.scheduler.bundles import STRATEGIES, assign_bundles
 from redray.scheduler.resources import fits
 from redray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -363,11 +363,10 @@ class _GroupScheduler(threading.Thread):
     """Reserves this process's pending groups, oldest first, retrying until they fit."""
 
     def __init__(self, client: Any) -> None:
-        import redis
 
         super().__init__(name="redray-placement-groups", daemon=True)
         self.client = client
-        self.redis = redis.Redis(**client.redis_kwargs)
+        self.redis = reconnect.client(client.redis_kwargs)
         self.mark_created = self.redis.register_script(_MARK_CREATED)
         self.pending: list[str] = []
         self.condition = threading.Condition()

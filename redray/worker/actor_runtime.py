@@ -34,7 +34,7 @@ import redis
 from redray import runtime_context
 from redray.client.core import CoreClient
 from redray.client.object_table import Entry
-from redray.control import keys
+from redray.control import keys, reconnect
 from redray.control.raw import RawConnection, stream_entries
 from redray.exceptions import ActorDiedError, RayError
 from redray.objectstore.serialization import dumps, serialize
@@ -146,7 +146,7 @@ class ActorRuntime:
         self.max_concurrency: int = spec.extra.get("max_concurrency") or 1
         self.mailbox = keys.actor_mailbox(self.actor_id)
         self.consumer = worker_id
-        self.reader = redis.Redis(**client.redis_kwargs)
+        self.reader = reconnect.client(client.redis_kwargs)
         self._inflight = 0
         self._cond = threading.Condition()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -173,7 +173,7 @@ class ActorRuntime:
         if last_delivered is None:  # terminated while recovering
             return
         if self._server is not None:
-            connection = RawConnection(redis.Redis(**self.client.redis_kwargs))
+            connection = RawConnection(reconnect.client(self.client.redis_kwargs))
             self._server.start_serving(self._run_direct, self._cancel, connection)
         if self._pool is None and self._loop is None:
             self._serve_in_order(last_delivered)
