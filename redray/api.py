@@ -9,6 +9,8 @@ import json
 import logging
 import operator
 import os
+import signal
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -97,6 +99,7 @@ def init(
                 "prior to 'redray.init()'."
             )
         _check_resources(num_cpus, num_gpus, resources, object_store_memory)
+        _exit_on_sigterm()
         grace = (kwargs.get("_system_config") or {}).get("redis_grace_s")
         if grace is not None:  # before anything starts: every process inherits it
             from redray.control.reconnect import set_grace_seconds
@@ -143,6 +146,16 @@ def init(
         runtime_context.current.worker_id = client.client_id
         runtime_context.current.mode = "driver"
         return _context(_session)
+
+
+def _exit_on_sigterm() -> None:
+    """As Ray's init() does: SIGTERM exits through sys.exit, so shutdown() runs (atexit)
+    and an embedded cluster is stopped even when its node daemon is gone. A handler the
+    program installed itself is kept."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
 
 
 def _context(session: _Session) -> RayContext:

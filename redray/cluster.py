@@ -20,6 +20,7 @@ import redis
 from redray import ids
 from redray.client.node_view import read_nodes
 from redray.control import keys
+from redray.node import leftovers
 from redray.node.redis_launcher import RedisServer, start_redis
 from redray.objectstore.shm_store import spill_directory, store_directory
 
@@ -178,8 +179,10 @@ def start_embedded_cluster(
     resources: dict[str, float] | None,
     object_store_memory: int | None,
 ) -> EmbeddedCluster:
-    session_dir = tempfile.mkdtemp(prefix="redray-session-")
-    server = start_redis(unix_socket=os.path.join(session_dir, "redis.sock"))
+    leftovers.sweep()  # what clusters killed earlier left behind
+    session_dir = tempfile.mkdtemp(prefix=leftovers.SESSION_PREFIX)
+    leftovers.claim(session_dir)
+    server = start_redis(unix_socket=os.path.join(session_dir, "redis.sock"), die_with_parent=True)
     node_id = ids.new_node_id()
     from redray.node.daemon import node_ip
 
@@ -192,6 +195,7 @@ def start_embedded_cluster(
         "prestart_workers": max(1, int(total["CPU"])),
         "owner_pid": os.getpid(),
         "owned_redis_pid": server.process.pid,
+        "session_dir": session_dir,
     }
     try:
         daemon, _ = start_node_process(config)

@@ -23,6 +23,7 @@ from redray import ids, runtime_context
 from redray.client.actor_cancel import cancel_actor_call
 from redray.client.batcher import WriteBatcher
 from redray.client.direct_calls import DirectCalls
+from redray.client.node_loss import dead_node_that_fits, died_error
 from redray.client.node_view import NodeView
 from redray.client.notifications import NotificationReader
 from redray.client.object_table import Entry, ObjectTable
@@ -489,6 +490,12 @@ class CoreClient:
         return None
 
     def _park_infeasible(self, spec: TaskSpec, strategy: Any) -> None:
+        died = dead_node_that_fits(self, spec.demand)
+        if died is not None:  # it could run, but its node is gone: fail, as Ray does
+            error = died_error(f"task {spec.name} ({spec.task_id})", died)
+            logger.warning("%s", error)
+            self.fail_task(spec, error)
+            return
         message = (
             f"The task {spec.name} requires {spec.demand}, which no node in the cluster can "
             "ever provide. It stays pending until a node with these resources joins."
@@ -497,6 +504,11 @@ class CoreClient:
         logger.warning(message)
         with self.objects.lock:
             self._infeasible.append((spec, strategy))
+
+    def in_flight_tasks(self) -> list[tuple[str, str, list[str]]]:
+        """(task id, node id, return ids) of the owned tasks sent to a node, unfinished."""
+        with self.objects.lock:
+            return [(task, node, returns) for task, (node, returns) in self._in_flight.items()]
 
     def retry_infeasible(self) -> None:
         """Called when nodes join: place the tasks no node could run before."""

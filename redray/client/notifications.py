@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from redray.client.node_loss import fail_tasks_of_dead_nodes
 from redray.client.node_view import REFRESH_SECONDS
 from redray.client.object_table import Entry
 from redray.control import keys, reconnect
@@ -148,3 +149,4 @@ class NotificationReader(threading.Thread):
                 client.nodes.refresh()
                 refreshed = time.monotonic()
                 client.retry_infeasible()
+                fail_tasks_of_dead_nodes(client)

@@ -8,10 +8,13 @@ forking workers from it safe.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import pickle
 import selectors
+import shutil
 import signal
 import socket
 import sys
@@ -21,10 +24,12 @@ from typing import Any
 
 import redis
 
+from redray import ids
 from redray.client.object_table import Entry
-from redray.control import keys, results
+from redray.control import keys, reconnect, results
 from redray.control.scripts import Commands
 from redray.exceptions import WorkerCrashedError
+from redray.node import leftovers
 from redray.node.owners import OwnerReaper
 from redray.node.recovery import NodeRecovery
 from redray.node.redis_launcher import wait_until_up
@@ -36,6 +41,8 @@ from redray.scheduler.bundles import NodePlacementGroups
 from redray.scheduler.local_scheduler import Action, Dispatch, LocalScheduler, QueuedTask
 from redray.task_spec import TaskSpec
 from redray.worker.direct_server import started_marker
+
+logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 0.5
 HEARTBEAT_TTL_SECONDS = 5
@@ -61,6 +68,8 @@ class NodeConfig:
     #: The redis-server this node must stop when it ends (embedded cluster only).
     owned_redis_pid: int | None = None
     ready_fd: int | None = None
+    #: The embedded cluster's session directory, deleted when its driver ends.
+    session_dir: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -68,7 +77,8 @@ class NodeDaemon:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.node_id = config.node_id
-        self.redis = redis.Redis(**config.redis_kwargs)
+        # Fails fast: the loop itself rides out a lost connection (_ride_out).
+        self.redis = reconnect.client(config.redis_kwargs, retry=False)
         self.commands = Commands(self.redis)
         self.recovery = NodeRecovery(self.redis, self.commands, config.node_id)
         self.store = SharedMemoryStore(store_directory(config.node_id))
@@ -130,6 +140,17 @@ class NodeDaemon:
         self.publish_availability(pipe)
         pipe.xadd(keys.NODE_EVENTS, {"event": "joined", "node": self.node_id}, maxlen=1000)
         pipe.execute()
+        self._listen_to_queue()
+
+    def _listen_to_queue(self) -> None:
+        """(Re)connect the queue's blocking reader and ask for the first batch."""
+        sock = self._queue_reader._sock
+        if sock is not None:
+            try:
+                self.selector.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+        self._queue_reader.disconnect()
         self._queue_reader.connect()
         self._read_queue()
         self.selector.register(self._queue_reader._sock, selectors.EVENT_READ, "queue")
@@ -176,6 +197,7 @@ class NodeDaemon:
         capacity = self.config.resources.get("object_store_memory")
         capacity = int(capacity) if capacity else None
         self.store.configure(capacity)
+        leftovers.claim(self.store.directory)  # swept by a later cluster if this one is killed
         self._transfer_pid, address = transfer.fork_server(str(self.store.directory), node_ip())
         return {"transfer": address, "object_store_memory": capacity}
 
@@ -202,10 +224,68 @@ class NodeDaemon:
                 os.kill(self.config.owned_redis_pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if self.config.session_dir:
+            shutil.rmtree(self.config.session_dir, ignore_errors=True)
 
     # ---- the loop --------------------------------------------------------------------
 
     def _loop(self) -> None:
+        """Serve; a lost connection to Redis is ridden out, and a node declared dead
+        meanwhile joins again as a new node."""
+        while not self._stopping:
+            try:
+                if self._serve() == "declared dead":
+                    self._rejoin("it was declared dead (its heartbeat expired)")
+            except reconnect.CONNECTION_ERRORS as error:
+                if not self._stopping:
+                    self._ride_out(error)
+
+    def _ride_out(self, error: BaseException) -> None:
+        """Wait, with backoff and still answering signals and the owner's exit, until Redis
+        answers again; then carry on as this node, or join as a new one if it was declared
+        dead (or Redis came back empty)."""
+        outage = reconnect.Outage(reconnect.describe(self.config.redis_kwargs))
+        logger.warning("redray node %s: lost the connection to %s (%s); reconnecting",
+                       self.node_id, outage.where, error)  # fmt: skip
+        waiting = selectors.DefaultSelector()
+        waiting.register(self._signal_r, selectors.EVENT_READ, "signal")
+        if self._owner_fd is not None:
+            waiting.register(self._owner_fd, selectors.EVENT_READ, "owner")
+        try:
+            while True:
+                for key, _ in waiting.select(outage.backoff.next_delay()):
+                    self._handle(key.data)
+                if self._stopping:
+                    return
+                try:
+                    record = self.redis.hget(keys.NODES, self.node_id)
+                except reconnect.CONNECTION_ERRORS:
+                    continue
+                break
+        finally:
+            waiting.close()
+        logger.warning("redray node %s: reconnected to %s", self.node_id, outage.where)
+        if record is None:
+            self._rejoin(f"{outage.where} no longer knows it (restarted empty?)")
+        if json.loads(record).get("dead"):
+            self._rejoin("it was declared dead while cut off")
+        self._listen_to_queue()
+
+    def _rejoin(self, why: str) -> None:
+        """Leave as this node (its workers stopped: their tasks and actors were re-run or
+        reported dead by the node that recovered it) and start again as a new node."""
+        logger.warning("redray node %s: %s; joining again as a new node", self.node_id, why)
+        self.pool.stop_all()
+        self._stop_object_store()
+        config = dataclasses.asdict(self.config)
+        config.update(node_id=ids.new_node_id(), ready_fd=None)
+        password = config["redis_kwargs"].pop("password", None)
+        if password:  # never on the command line, where every user can read it
+            os.environ["REDRAY_REDIS_PASSWORD"] = password
+        os.execv(sys.executable, [sys.executable, "-m", "redray.node.daemon", json.dumps(config)])
+
+    def _serve(self) -> str | None:
+        """The daemon's loop; returns "declared dead" if this node learns it was."""
         next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
         next_retire = time.monotonic() + _RETIRE_IDLE_SECONDS
         while not self._stopping:
@@ -213,7 +293,7 @@ class NodeDaemon:
             for key, _ in self.selector.select(timeout):
                 self._handle(key.data)
                 if self._stopping:
-                    return
+                    return None
             if len(self._to_ack) >= _ACK_BATCH:
                 self._flush_acks()
             if time.monotonic() >= next_retire:
@@ -223,7 +303,7 @@ class NodeDaemon:
             if time.monotonic() >= next_heartbeat:
                 self._flush_acks()
                 if not self.recovery.tick(self._heartbeat_value(), HEARTBEAT_TTL_SECONDS):
-                    return  # declared dead while alive (too slow): leave, as Ray's raylets do
+                    return "declared dead"  # its tasks are being re-run elsewhere
                 self.owners.release_dead()  # drivers of this node that died
                 next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
 

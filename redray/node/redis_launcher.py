@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -81,8 +83,11 @@ def start_redis(
     password: str | None = None,
     unix_socket: str | None = None,
     log_file: str | None = None,
+    die_with_parent: bool = False,
 ) -> RedisServer:
-    """Start redis-server without persistence; returns without waiting for it to listen."""
+    """Start redis-server without persistence; returns without waiting for it to listen.
+    With `die_with_parent` (an embedded cluster's), Linux kills it when this process (the
+    thread that starts it) ends, even by SIGKILL."""
     port = port or free_port(host)
     command = [
         find_redis_server(),
@@ -107,12 +112,18 @@ def start_redis(
         stdin=subprocess.PIPE if password else subprocess.DEVNULL,
         stdout=output,
         stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent if die_with_parent else None,
     )
     if password:
         assert process.stdin is not None
         process.stdin.write(f'requirepass "{password}"\n'.encode())
         process.stdin.close()
     return RedisServer(process, host, port, unix_socket, password)
+
+
+def _die_with_parent() -> None:
+    """In the forked child, before exec: PR_SET_PDEATHSIG, SIGKILL."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 def wait_until_up(redis_kwargs: dict[str, Any], timeout: float = 15.0) -> redis.Redis:

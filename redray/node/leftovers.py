@@ -1,0 +1,58 @@
+"""Removing what killed clusters left behind: stores in /dev/shm and session directories.
+
+A process that dies by SIGKILL cleans nothing up. So each such directory names the
+process it belongs to (a `.owner` file: pid and start time, so a reused pid does not
+count), and the next embedded cluster to start deletes the directories whose owner is gone:
+a node's store (and its spill directory) belongs to its daemon, a session directory to
+the driver that started it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import psutil
+
+from redray.objectstore.shm_store import SHM_ROOT, spill_directory
+
+OWNER_FILE = ".owner"
+SESSION_PREFIX = "redray-session-"
+
+
+def claim(directory: Path | str, pid: int | None = None) -> None:
+    """Record that `directory` lives as long as process `pid` (default: this one)."""
+    pid = pid or os.getpid()
+    started = psutil.Process(pid).create_time()
+    Path(directory, OWNER_FILE).write_text(f"{pid} {started}")
+
+
+def _owner_gone(directory: Path) -> bool:
+    """True only when the directory names an owner and that process no longer exists."""
+    try:
+        pid_text, started = Path(directory, OWNER_FILE).read_text().split()
+        process = psutil.Process(int(pid_text))
+        return abs(process.create_time() - float(started)) > 0.01
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return False  # not ours to judge (or being written right now)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
+def sweep() -> list[Path]:
+    """Delete every store and session directory whose owner died; returns them."""
+    removed = []
+    for store in SHM_ROOT.glob("redray-*"):
+        if _owner_gone(store):
+            shutil.rmtree(store, ignore_errors=True)
+            shutil.rmtree(spill_directory(store.name[len("redray-") :]), ignore_errors=True)
+            removed.append(store)
+    for session in Path(tempfile.gettempdir()).glob(SESSION_PREFIX + "*"):
+        if _owner_gone(session):
+            shutil.rmtree(session, ignore_errors=True)
+            removed.append(session)
+    return removed
