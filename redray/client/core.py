@@ -27,6 +27,7 @@ from redray.client.node_loss import dead_node_that_fits, died_error
 from redray.client.node_view import NodeView
 from redray.client.notifications import NotificationReader
 from redray.client.object_table import Entry, ObjectTable
+from redray.client.store_reset import current_epoch
 from redray.control import keys, reconnect, results
 from redray.control.scripts import Commands
 from redray.exceptions import (
@@ -87,7 +88,8 @@ class CoreClient:
         self.nodes = NodeView(self.redis)
         self.placement = Placement()
         self.batcher = WriteBatcher(self.redis)
-        self._exported: set[str] = set()
+        #: Functions exported by this process (kept to export again if Redis loses them).
+        self._exported: dict[str, bytes] = {}
         self._owned_pending: set[str] = set()
         self._waiting_on: dict[str, list[_WaitingSubmission]] = {}
         self._infeasible: list[tuple[TaskSpec, Any]] = []
@@ -106,9 +108,18 @@ class CoreClient:
         self._init_object_store()
         _tracker.on_zero = self._on_last_ref_dropped
         self.direct = DirectCalls(self)
-        self._register()
+        #: Which Redis this process knows (client/store_reset.py).
+        self.epoch = current_epoch(self.redis)
+        self.register()
 
-    def _register(self) -> None:
+    def export_again(self) -> None:
+        """Redis lost the function table: write this process's functions again."""
+        pipe = self.redis.pipeline(transaction=False)
+        for function_id, pickled in self._exported.items():
+            pipe.set(keys.function(function_id), pickled, nx=True)
+        pipe.execute()
+
+    def register(self) -> None:
         """Enter the clients table, so that the node daemon can release this process's
         objects if it dies (redray/node/owners.py)."""
         process = {"pid": os.getpid(), "pidns": ids.pid_namespace()}
@@ -200,7 +211,7 @@ class CoreClient:
         """Write a function to the function table once per process (and once in Redis)."""
         if function_id in self._exported:
             return
-        self._exported.add(function_id)
+        self._exported[function_id] = pickled
         self.batcher.add("SET", keys.function(function_id), pickled, "NX")
 
     # ---- objects ---------------------------------------------------------------------
@@ -490,7 +501,7 @@ class CoreClient:
         return None
 
     def _park_infeasible(self, spec: TaskSpec, strategy: Any) -> None:
-        died = dead_node_that_fits(self, spec.demand)
+        died, any_node = dead_node_that_fits(self, spec.demand)
         if died is not None:  # it could run, but its node is gone: fail, as Ray does
             error = died_error(f"task {spec.name} ({spec.task_id})", died)
             logger.warning("%s", error)
@@ -499,6 +510,9 @@ class CoreClient:
         message = (
             f"The task {spec.name} requires {spec.demand}, which no node in the cluster can "
             "ever provide. It stays pending until a node with these resources joins."
+            if any_node
+            else f"No node is registered in the cluster yet: the task {spec.name} stays "
+            "pending until a node joins."
         )
         warnings.warn(message, stacklevel=4)
         logger.warning(message)
@@ -509,6 +523,11 @@ class CoreClient:
         """(task id, node id, return ids) of the owned tasks sent to a node, unfinished."""
         with self.objects.lock:
             return [(task, node, returns) for task, (node, returns) in self._in_flight.items()]
+
+    def pending_actor_calls(self) -> list[tuple[str, str, list[str]]]:
+        """(task id, actor id, return ids) of the owned actor calls not finished."""
+        with self.objects.lock:
+            return [(task, actor, rets) for task, (actor, rets) in self._actor_calls.items()]
 
     def retry_infeasible(self) -> None:
         """Called when nodes join: place the tasks no node could run before."""

@@ -18,12 +18,14 @@ if TYPE_CHECKING:
     from redray.client.core import CoreClient
 
 
-def dead_node_that_fits(client: CoreClient, demand: dict[str, float]) -> str | None:
-    """A registered node whose heartbeat stopped and that could have run `demand`."""
-    for state, alive in read_nodes(client.redis, include_dead=True):
+def dead_node_that_fits(client: CoreClient, demand: dict[str, float]) -> tuple[str | None, bool]:
+    """A registered node whose heartbeat stopped and that could have run `demand` (or
+    None), and whether any node is registered at all."""
+    nodes = read_nodes(client.redis, include_dead=True)
+    for state, alive in nodes:
         if not alive and fits(demand, state.total):
-            return state.node_id
-    return None
+            return state.node_id, True
+    return None, bool(nodes)
 
 
 def died_error(task: str, node_id: str) -> NodeDiedError:

@@ -25,6 +25,7 @@ import redis
 from redray.client.node_loss import fail_tasks_of_dead_nodes
 from redray.client.node_view import REFRESH_SECONDS
 from redray.client.object_table import Entry
+from redray.client.store_reset import check_after_reconnect, current_epoch
 from redray.control import keys, reconnect
 from redray.control.raw import RawConnection, stream_entries
 
@@ -85,6 +86,7 @@ class NotificationReader(threading.Thread):
     def _on_reconnected(self) -> None:
         if self._outage.since is not None:
             logger.warning("redray: reconnected to %s", self._outage.where)
+            check_after_reconnect(self._client, current_epoch(self._redis))
             self._outage.recovered()
             self._client.objects.fail(None)
 

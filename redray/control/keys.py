@@ -126,3 +126,9 @@ def placement_group(pg_id: str) -> str:
 
 def placement_group_reply(pg_id: str, attempt: int) -> str:
     return f"{PREFIX}pg:{pg_id}:reply:{attempt}"
+
+
+#: {p}epoch                 string a random id set by the first process to find it missing:
+#:                                 a different (or missing) value after reconnecting means
+#:                                 Redis restarted empty (client/store_reset.py)
+EPOCH = PREFIX + "epoch"

@@ -26,6 +26,7 @@ import redis
 
 from redray import ids
 from redray.client.object_table import Entry
+from redray.client.store_reset import current_epoch
 from redray.control import keys, reconnect, results
 from redray.control.scripts import Commands
 from redray.exceptions import WorkerCrashedError
@@ -135,6 +136,7 @@ class NodeDaemon:
             "started": time.time(),
             **store_fields,
         }
+        current_epoch(self.redis)  # a restarted, empty Redis gets a new one
         pipe = self.redis.pipeline()
         pipe.hset(keys.NODES, self.node_id, json.dumps(record))
         self.publish_availability(pipe)
