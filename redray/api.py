@@ -210,13 +210,14 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         session, _session = _session, None
         if session is None:
             return
-        if session.cluster is None:  # a joined cluster lives on: end this driver's actors
+        reachable = session.client.objects.failure is None  # else do not wait for Redis
+        if session.cluster is None and reachable:  # a joined cluster lives on: end our actors
             from redray.actor import kill_owned_actors
 
             kill_owned_actors(session.client)
         from redray.util.placement_group import shutdown_client
 
-        shutdown_client(session.client, remove_owned=session.cluster is None)
+        shutdown_client(session.client, remove_owned=session.cluster is None and reachable)
         session.client.close()
         if session.cluster is not None:
             session.cluster.stop()

@@ -93,6 +93,8 @@ class CoreClient:
         self._owned_pending: set[str] = set()
         self._waiting_on: dict[str, list[_WaitingSubmission]] = {}
         self._infeasible: list[tuple[TaskSpec, Any]] = []
+        #: Parked tasks that a dead node could have run: task id -> (parked at, node).
+        self._parked_for_dead: dict[str, tuple[float, str]] = {}
         #: Owned tasks sent to a node and not finished: task id -> (node id, return ids).
         self._in_flight: dict[str, tuple[str, list[str]]] = {}
         #: Owned actor calls not finished: task id -> (actor id, return ids), for cancel().
@@ -190,6 +192,8 @@ class CoreClient:
             self.refs.on_last_ref(object_id)
         _tracker.counts.clear()
         if self.objects.failure is not None:  # Redis is gone: do not wait for it again
+            if self._reader is not None:
+                self._reader.abandon()
             self.local_objects.close()
             return
         try:
@@ -332,6 +336,9 @@ class CoreClient:
         if satisfied():
             return True
         self.ensure_reader()
+        if self.objects.failure is not None:  # Redis was unreachable: is it back?
+            self.redis.ping()  # raises RedisUnreachableError after the grace period
+            self.objects.fail(None)
         deadline = None if timeout is None else time.monotonic() + timeout
         if self.on_block is not None:
             self.on_block()
@@ -502,22 +509,46 @@ class CoreClient:
 
     def _park_infeasible(self, spec: TaskSpec, strategy: Any) -> None:
         died, any_node = dead_node_that_fits(self, spec.demand)
-        if died is not None:  # it could run, but its node is gone: fail, as Ray does
-            error = died_error(f"task {spec.name} ({spec.task_id})", died)
-            logger.warning("%s", error)
-            self.fail_task(spec, error)
-            return
-        message = (
-            f"The task {spec.name} requires {spec.demand}, which no node in the cluster can "
-            "ever provide. It stays pending until a node with these resources joins."
-            if any_node
-            else f"No node is registered in the cluster yet: the task {spec.name} stays "
-            "pending until a node joins."
-        )
+        if died is not None:  # the node that could run it died: it fails (node_loss.py)
+            message = (
+                f"The task {spec.name} requires {spec.demand}: the node {died} that could run "
+                "it died, and no live node can. It fails with NodeDiedError unless a node "
+                "that can run it comes back within seconds."
+            )
+        elif any_node:
+            message = (
+                f"The task {spec.name} requires {spec.demand}, which no node in the cluster "
+                "can ever provide. It stays pending until a node with these resources joins."
+            )
+        else:
+            message = (
+                f"No node is registered in the cluster yet: the task {spec.name} stays "
+                "pending until a node joins."
+            )
         warnings.warn(message, stacklevel=4)
         logger.warning(message)
         with self.objects.lock:
             self._infeasible.append((spec, strategy))
+            if died is not None:
+                self._parked_for_dead[spec.task_id] = (time.monotonic(), died)
+
+    def fail_parked_for_dead_nodes(self, parked_before: float) -> None:
+        """Fail the parked tasks that only a dead node could run, parked before the time."""
+        if not self._parked_for_dead:
+            return
+        with self.objects.lock:
+            due = [t for t, (at, _) in self._parked_for_dead.items() if at < parked_before]
+        if not due:
+            return
+        self.nodes.refresh()  # maybe it was only paused, and is back
+        self.retry_infeasible()
+        for task_id in due:
+            if task_id not in self._parked_for_dead:
+                continue  # placed after all
+            _, node_id = self._parked_for_dead.pop(task_id)
+            spec = self._withdraw_held(task_id)
+            if spec is not None:
+                self.fail_task(spec, died_error(f"task {spec.name} ({task_id})", node_id))
 
     def in_flight_tasks(self) -> list[tuple[str, str, list[str]]]:
         """(task id, node id, return ids) of the owned tasks sent to a node, unfinished."""
@@ -539,6 +570,7 @@ class CoreClient:
                 with self.objects.lock:
                     self._infeasible.append((spec, strategy))
             else:
+                self._parked_for_dead.pop(spec.task_id, None)
                 self.enqueue(node_id, spec)
 
     def fail_task(self, spec: TaskSpec, error: BaseException) -> None:

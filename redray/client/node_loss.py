@@ -2,12 +2,14 @@
 
 While some node lives, its daemon re-places or fails what a dead node held
 (node/recovery.py). When none does, nobody would: the owner itself fails the tasks it sent
-to nodes that are gone, and a new task that only a dead node could have run fails at once
-with NodeDiedError instead of waiting for resources that "never existed".
+to nodes that are gone, and a new task that only a dead node could have run fails with
+NodeDiedError (after NO_NODE_SECONDS, in case the node was only paused) instead of waiting
+for resources that "never existed".
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from redray.client.node_view import read_nodes
@@ -35,11 +37,34 @@ def died_error(task: str, node_id: str) -> NodeDiedError:
     )
 
 
-def fail_tasks_of_dead_nodes(client: CoreClient) -> None:
-    """With no live node left, fail every task this process sent to a node (all dead)."""
-    if client.nodes.snapshot():
-        return  # a live daemon recovers the dead nodes' queues
-    for task_id, node_id, return_ids in client.in_flight_tasks():
-        client.commit_error(
-            task_id, return_ids, died_error(f"task {task_id}", node_id), final_state="finished"
-        )
+#: How long no node may be alive before the owner gives up on the tasks it sent: longer
+#: than a live daemon takes to heartbeat again after a pause (Redis resumed, say).
+NO_NODE_SECONDS = 2.0
+
+
+class LastNodeWatch:
+    """Fails the tasks this process sent to nodes once no node has been alive for
+    NO_NODE_SECONDS (checked by the notification reader on each read: no I/O while the
+    cached node table lists a live node)."""
+
+    def __init__(self, client: CoreClient) -> None:
+        self._client = client
+        self._empty_since: float | None = None
+
+    def check(self) -> None:
+        client = self._client
+        client.fail_parked_for_dead_nodes(time.monotonic() - NO_NODE_SECONDS)
+        if client.nodes.cached() or not client.in_flight_tasks():
+            self._empty_since = None
+            return
+        if client.nodes.snapshot():  # a live daemon recovers the dead nodes' queues
+            self._empty_since = None
+            return
+        now = time.monotonic()
+        if self._empty_since is None:
+            self._empty_since = now
+        if now - self._empty_since < NO_NODE_SECONDS:
+            return
+        for task_id, node_id, return_ids in client.in_flight_tasks():
+            error = died_error(f"task {task_id}", node_id)
+            client.commit_error(task_id, return_ids, error, final_state="finished")

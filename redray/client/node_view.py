@@ -60,5 +60,9 @@ class NodeView:
             return self.refresh()
         return self._nodes
 
+    def cached(self) -> list[NodeState]:
+        """The live nodes as last read, without reading again."""
+        return self._nodes
+
     def get(self, node_id: str) -> NodeState | None:
         return next((n for n in self.snapshot() if n.node_id == node_id), None)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from redray.client.node_loss import fail_tasks_of_dead_nodes
+from redray.client.node_loss import LastNodeWatch
 from redray.client.node_view import REFRESH_SECONDS
 from redray.client.object_table import Entry
 from redray.client.store_reset import check_after_reconnect, current_epoch
@@ -51,6 +51,8 @@ class NotificationReader(threading.Thread):
         self._outage = reconnect.Outage(reconnect.describe(client.redis_kwargs))
         self._last_seen = "0-0"
         self._last_event: str | None = None
+        self._last_node = LastNodeWatch(client)
+        self._last_reply = time.monotonic()
 
     def stop(self) -> None:
         self._stopping = True
@@ -61,6 +63,10 @@ class NotificationReader(threading.Thread):
         self.join(timeout=2)
         self._connection.close()
         self._redis.close()
+
+    def abandon(self) -> None:
+        """Stop trying to reconnect (the process is done with an unreachable Redis)."""
+        self._stopping = True
 
     def run(self) -> None:
         while not self._stopping:
@@ -76,6 +82,7 @@ class NotificationReader(threading.Thread):
         waiter of this process with the error."""
         self._connection.close()
         if self._outage.since is None:
+            self._outage.since = self._last_reply  # the outage began after the last reply
             logger.warning("redray: lost the connection to %s (%s); reconnecting",
                            self._outage.where, error)  # fmt: skip
         if self._outage.failed() and self._client.objects.failure is None:
@@ -84,6 +91,7 @@ class NotificationReader(threading.Thread):
         time.sleep(self._outage.backoff.next_delay())
 
     def _on_reconnected(self) -> None:
+        self._last_reply = time.monotonic()
         if self._outage.since is not None:
             logger.warning("redray: reconnected to %s", self._outage.where)
             check_after_reconnect(self._client, current_epoch(self._redis))
@@ -151,4 +159,4 @@ class NotificationReader(threading.Thread):
                 client.nodes.refresh()
                 refreshed = time.monotonic()
                 client.retry_infeasible()
-                fail_tasks_of_dead_nodes(client)
+            self._last_node.check()
