@@ -89,7 +89,10 @@ class NodeDaemon:
         self.pool = WorkerPool(config.redis_kwargs, config.node_id, self._close_in_child)
         self._queue_key = keys.node_queue(config.node_id)
         self._queue_reader = self.redis.connection_pool.make_connection()
+        self._queue_sock: socket.socket | None = None
         self._to_ack: list[str] = []
+        #: Entries read from the queue and not acknowledged yet (see _reclaim_delivered).
+        self._unacked: set[Any] = set()
         self._stopping = False
         self._signal_r, self._signal_w = socket.socketpair()
         self._owner_fd: int | None = None
@@ -146,16 +149,13 @@ class NodeDaemon:
 
     def _listen_to_queue(self) -> None:
         """(Re)connect the queue's blocking reader and ask for the first batch."""
-        sock = self._queue_reader._sock
-        if sock is not None:
-            try:
-                self.selector.unregister(sock)
-            except (KeyError, ValueError):
-                pass
+        if self._queue_sock is not None:  # by the object: a lost connection closed it
+            self.selector.unregister(self._queue_sock)
         self._queue_reader.disconnect()
         self._queue_reader.connect()
         self._read_queue()
-        self.selector.register(self._queue_reader._sock, selectors.EVENT_READ, "queue")
+        self._queue_sock = self._queue_reader._sock
+        self.selector.register(self._queue_sock, selectors.EVENT_READ, "queue")
 
     def _announce_ready(self) -> None:
         if self.config.ready_fd is not None:
@@ -272,6 +272,7 @@ class NodeDaemon:
         if json.loads(record).get("dead"):
             self._rejoin("it was declared dead while cut off")
         self._listen_to_queue()
+        self._reclaim_delivered()
 
     def _rejoin(self, why: str) -> None:
         """Leave as this node (its workers stopped: their tasks and actors were re-run or
@@ -351,11 +352,25 @@ class NodeDaemon:
     def _on_queue_readable(self) -> None:
         response = self._queue_reader.read_response()
         self._read_queue()
+        self._take_entries(response)
+
+    def _reclaim_delivered(self) -> None:
+        """After a reconnection: take the entries Redis delivered to this node that it
+        never received (the reply was lost with the old connection)."""
+        response = self.redis.xreadgroup(
+            keys.QUEUE_GROUP, self.node_id, {self._queue_key: "0"}, count=100_000
+        )
+        self._take_entries(response, skip=self._unacked)
+
+    def _take_entries(self, response: Any, skip: set[Any] | None = None) -> None:
         streams = (
             response.values() if isinstance(response, dict) else [e for _, e in response or []]
         )
         for entries in streams:
             for entry_id, fields in entries:
+                if skip is not None and entry_id in skip:
+                    continue
+                self._unacked.add(entry_id)
                 fields = _as_dict(fields)
                 if b"c" in fields:
                     self._to_ack.append(entry_id)
@@ -401,6 +416,7 @@ class NodeDaemon:
         pipe.xack(self._queue_key, keys.QUEUE_GROUP, *self._to_ack)
         pipe.xdel(self._queue_key, *self._to_ack)
         pipe.execute()
+        self._unacked.difference_update(self._to_ack)
         self._to_ack = []
 
     # ---- workers ---------------------------------------------------------------------
