@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
@@ -20,6 +22,7 @@ from redray.objectstore.shm_store import SHM_ROOT, spill_directory
 
 OWNER_FILE = ".owner"
 SESSION_PREFIX = "redray-session-"
+_LEGACY_MIN_AGE = 60.0
 
 
 def claim(directory: Path | str, pid: int | None = None) -> None:
@@ -43,6 +46,24 @@ def _owner_gone(directory: Path) -> bool:
         return False
 
 
+def _dead_legacy_session(session: Path) -> bool:
+    """A session directory from before owner files: stale once its Redis socket is dead
+    (and it is old enough not to be one being set up right now)."""
+    if (session / OWNER_FILE).exists():
+        return False
+    try:
+        if time.time() - session.stat().st_mtime < _LEGACY_MIN_AGE:
+            return False
+    except FileNotFoundError:
+        return False
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(session / "redis.sock"))
+        except OSError:
+            return True
+    return False
+
+
 def sweep() -> list[Path]:
     """Delete every store and session directory whose owner died; returns them."""
     removed = []
@@ -52,7 +73,7 @@ def sweep() -> list[Path]:
             shutil.rmtree(spill_directory(store.name[len("redray-") :]), ignore_errors=True)
             removed.append(store)
     for session in Path(tempfile.gettempdir()).glob(SESSION_PREFIX + "*"):
-        if _owner_gone(session):
+        if _owner_gone(session) or _dead_legacy_session(session):
             shutil.rmtree(session, ignore_errors=True)
             removed.append(session)
     return removed
