@@ -67,6 +67,9 @@ local function free_object(p, first, freed)
       redis.call('SREM', p .. 'owned:' .. f[4], id)
     end
     redis.call('DEL', okey, okey .. ':locations', okey .. ':waiters')
+    -- Its task's record goes too: the result is committed and nobody can ask for it again
+    -- (a put object has no task record). Keeps Redis bounded (issue 11).
+    redis.call('DEL', p .. 'task:' .. string.sub(id, 1, 24))
     if f[3] then
       for inner in string.gmatch(f[3], '[^,]+') do
         local ikey = p .. 'obj:' .. inner
