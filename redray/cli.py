@@ -208,7 +208,7 @@ def _start_node(
         _parse_resources(args.resources),
         args.object_store_memory,
         is_head,
-        node_ip(),
+        node_ip(redis_kwargs),
     )
     config = {
         "node_id": node_id,
@@ -233,6 +233,8 @@ def _start_node(
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    if args.node_ip_address:  # the node daemon (and its workers) read it from the environment
+        os.environ["REDRAY_NODE_IP"] = args.node_ip_address
     if args.head:
         return _start_head(args)
     if not args.address:
@@ -295,6 +297,19 @@ def _start_head(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_if_loopback(advertised: str, head_address: str) -> None:
+    """A node that advertises a loopback address to a head on another host cannot be
+    reached by the other nodes (object transfers to and from it fail)."""
+    head_host = head_address.rpartition(":")[0]
+    if advertised.startswith("127.") and not head_host.startswith(("127.", "localhost")):
+        print(
+            f"WARNING: this node would advertise the loopback address {advertised} to the "
+            f"cluster at {head_address}: other hosts could not reach it. Pass "
+            "--node-ip-address (or set REDRAY_NODE_IP) to an address they can reach.",
+            file=sys.stderr,
+        )
+
+
 def _start_worker_node(args: argparse.Namespace) -> int:
     address = resolve_address(args.address) or args.address
     password = _password(args)
@@ -320,6 +335,7 @@ def _start_worker_node(args: argparse.Namespace) -> int:
                 "unix_socket": None,
                 "nodes": [],
             }
+        _warn_if_loopback(node_ip(redis_kwargs), address)
         process, node = _start_node(
             args, redis_kwargs, password, Path(state["session_dir"]), is_head=False
         )
@@ -554,6 +570,11 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--num-gpus", type=float)
     start.add_argument("--resources", help="custom resources as JSON, e.g. '{\"special\": 1}'")
     start.add_argument("--object-store-memory", type=int, help="bytes")
+    start.add_argument(
+        "--node-ip-address",
+        help="the address other nodes reach this one by (default: the local address of the "
+        "route to Redis; also REDRAY_NODE_IP)",
+    )
     start.add_argument(
         "--block", action="store_true", help="stay in the foreground; SIGTERM stops it all"
     )

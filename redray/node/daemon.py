@@ -130,7 +130,7 @@ class NodeDaemon:
         record = {
             "node_id": self.node_id,
             "hostname": socket.gethostname(),
-            "address": node_ip(),
+            "address": node_ip(self.config.redis_kwargs),
             "resources": self.config.resources,
             "is_head": self.config.is_head,
             "pid": os.getpid(),
@@ -200,7 +200,9 @@ class NodeDaemon:
         capacity = int(capacity) if capacity else None
         self.store.configure(capacity)
         leftovers.claim(self.store.directory)  # swept by a later cluster if this one is killed
-        self._transfer_pid, address = transfer.fork_server(str(self.store.directory), node_ip())
+        self._transfer_pid, address = transfer.fork_server(
+            str(self.store.directory), node_ip(self.config.redis_kwargs)
+        )
         return {"transfer": address, "object_store_memory": capacity}
 
     def _stop_object_store(self) -> None:
@@ -563,12 +565,22 @@ def _as_dict(fields: Any) -> dict[bytes, bytes]:
     return dict(zip(pairs, pairs))
 
 
-def node_ip() -> str:
-    """This machine's address as other nodes see it: REDRAY_NODE_IP when set (a node of a
-    multi-host cluster should set it), else what the host name resolves to."""
+def node_ip(redis_kwargs: dict[str, Any] | None = None) -> str:
+    """This machine's address as other nodes see it: REDRAY_NODE_IP when set (`redray start
+    --node-ip-address`); else, for a Redis reached over TCP, the local address of the route
+    to it (the interface the other hosts of the cluster share with this one); else what the
+    host name resolves to."""
     explicit = os.environ.get("REDRAY_NODE_IP")
     if explicit:
         return explicit
+    kwargs = redis_kwargs or {}
+    if kwargs.get("host") and not kwargs.get("unix_socket_path"):
+        try:  # a UDP connect only picks the route: nothing is sent
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect((kwargs["host"], int(kwargs.get("port") or 6379)))
+                return probe.getsockname()[0]
+        except OSError:
+            pass
     try:
         return socket.gethostbyname(socket.gethostname())
     except OSError:

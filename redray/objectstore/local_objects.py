@@ -63,19 +63,29 @@ class LocalObjects:
 
     def read(self, object_id: str, node: str, size: int) -> memoryview:
         """Map a stored object (pulling it to this node first if it lives elsewhere)."""
+        unreachable: dict[str, str] = {}  # node -> why its transfer server could not be reached
         for _ in range(_ATTEMPTS):  # a fresh copy may be evicted before we map it: retry
-            view = self._read_once(object_id, node)
+            view = self._read_once(object_id, node, unreachable)
             if view is not None:
                 return view
+        if unreachable:
+            raise ObjectLostError(
+                f"Object {object_id} ({size} bytes) could not be fetched: "
+                + "; ".join(f"cannot reach node {n} at {why}" for n, why in unreachable.items())
+                + ". Check that the nodes' advertised addresses (REDRAY_NODE_IP, `redray start "
+                "--node-ip-address`) are reachable from this host."
+            )
         raise ObjectLostError(
             f"Object {object_id} ({size} bytes) is no longer in the object store of node "
             f"{node}, nor anywhere else; it was freed, or the node died."
         )
 
-    def _read_once(self, object_id: str, node: str) -> memoryview | None:
+    def _read_once(
+        self, object_id: str, node: str, unreachable: dict[str, str]
+    ) -> memoryview | None:
         store = self.store
         if store is None:  # a driver without a node on this machine
-            return self._read_without_store(object_id, node)
+            return self._read_without_store(object_id, node, unreachable)
         try:
             return store.read(object_id)
         except FileNotFoundError:
@@ -84,7 +94,7 @@ class LocalObjects:
         if restored is not None:
             return restored
         for source in self._sources(object_id, node):
-            view = self._pull_from(source, object_id)
+            view = self._pull_from(source, object_id, unreachable)
             if view is not None:
                 return view
         return None
@@ -93,7 +103,9 @@ class LocalObjects:
         others = sorted(n.decode() for n in self._redis.smembers(keys.obj_locations(object_id)))
         return [n for n in [primary, *others] if n and n != self.node_id]
 
-    def _pull_from(self, source: str, object_id: str) -> memoryview | None:
+    def _pull_from(
+        self, source: str, object_id: str, unreachable: dict[str, str]
+    ) -> memoryview | None:
         assert self.store is not None
         address = self._transfer_address(source)
         if address is None:
@@ -108,6 +120,7 @@ class LocalObjects:
                     return None
             except OSError as error:
                 logger.warning("redray: pulling %s from %s failed: %s", object_id, source, error)
+                unreachable[source] = f"{_host_port(address)}: {_reason(error)}"
                 return None
             self._commands.call("obj_add_location", object_id, self.node_id)
             try:
@@ -115,7 +128,9 @@ class LocalObjects:
             except FileNotFoundError:
                 return None
 
-    def _read_without_store(self, object_id: str, node: str) -> memoryview | None:
+    def _read_without_store(
+        self, object_id: str, node: str, unreachable: dict[str, str]
+    ) -> memoryview | None:
         local = store_directory(node)
         if local.is_dir():
             try:
@@ -126,7 +141,8 @@ class LocalObjects:
             address = self._transfer_address(source)
             try:
                 view = transfer.fetch(address, object_id) if address else None
-            except OSError:
+            except OSError as error:
+                unreachable[source] = f"{_host_port(address or '')}: {_reason(error)}"
                 continue
             if view is not None:
                 return view
@@ -142,6 +158,15 @@ class LocalObjects:
 
     def delete_freed(self, freed: Freed) -> None:
         delete_files(freed, self.node_id, self.store, self._transfer_address)
+
+
+def _host_port(address: str) -> str:
+    """host:port of a transfer address ("token@host:port"), without its secret token."""
+    return address.rpartition("@")[2]
+
+
+def _reason(error: OSError) -> str:
+    return (error.strerror or str(error) or type(error).__name__).lower()
 
 
 def recorded_transfer_address(client: redis.Redis, node_id: str) -> str | None:
