@@ -1,5 +1,6 @@
-"""Fault injection: Redis killed, paused (SIGSTOP) and restarted empty, node daemons killed
-or paused past their heartbeat, drivers killed by signals. Each case is bounded, checks the
+"""Fault injection: Redis killed, paused (SIGSTOP) and restarted empty, the last node daemon
+killed, drivers killed by signals (a daemon paused past its heartbeat rejoining as a new
+node is in test_node_death.py). Each case is bounded, checks the
 results or the error, and checks that nothing is left behind (processes, /dev/shm stores,
 session directories).
 
@@ -177,31 +178,6 @@ def test_redis_restarted_empty_pending_fail_clearly_and_node_rejoins(
         redray.shutdown()
         cli.cleanup()
         restarted.stop()
-
-
-@pytest.mark.timeout(120)
-def test_node_paused_past_heartbeat_rejoins_as_new_node(cli: CliCluster) -> None:  # noqa: F811
-    head = cli.start_head()["nodes"][0]["node_id"]
-    second = cli.add_node("--resources", '{"second": 1}')
-    daemon_pid = next(n["pid"] for n in cli.state()["nodes"] if n["node_id"] == second)
-    redray.init(address="auto")
-    os.kill(daemon_pid, signal.SIGSTOP)  # cut off: its heartbeat expires, it is declared dead
-    try:
-        records = current_client().redis
-        _wait_until(
-            lambda: json.loads(records.hget(keys.NODES, second)).get("dead"),
-            "the paused node is declared dead",
-        )
-    finally:
-        os.kill(daemon_pid, signal.SIGCONT)
-
-    def rejoined() -> bool:
-        alive = {n["NodeID"] for n in redray.nodes() if n["Alive"]}
-        return len(alive) == 2 and head in alive and second not in alive
-
-    _wait_until(rejoined, "the paused daemon joins again as a new node", timeout=60)
-    assert psutil.pid_exists(daemon_pid)
-    assert redray.get(add.options(resources={"second": 1}).remote(2, 2), timeout=60) == 4
 
 
 @pytest.mark.timeout(90)
