@@ -28,8 +28,6 @@ from target_ray import redray_only
 from test_cli import CliCluster, cli  # noqa: F401  (cli is a fixture)
 
 import redray
-from redray.api import current_client
-from redray.control import keys
 from redray.exceptions import GetTimeoutError, NodeDiedError, RaySystemError
 from redray.node import leftovers
 from redray.node.redis_launcher import start_redis
