@@ -557,7 +557,7 @@ class CoreClient:
     def in_flight_tasks(self) -> list[tuple[str, str, list[str]]]:
         """(task id, node id, return ids) of the owned tasks sent to a node, unfinished."""
         with self.objects.lock:
-            return [(task, node, returns) for task, (node, returns) in self._in_flight.items()]
+            return [(task, node, returns) for task, (node, returns, *_) in self._in_flight.items()]
 
     def pending_actor_calls(self) -> list[tuple[str, str, list[str]]]:
         """(task id, actor id, return ids) of the owned actor calls not finished."""

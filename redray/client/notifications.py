@@ -28,6 +28,7 @@ from redray.client.object_table import Entry
 from redray.client.store_reset import check_after_reconnect, current_epoch
 from redray.control import keys, reconnect
 from redray.control.raw import RawConnection, stream_entries
+from redray.exceptions import RaySystemError
 
 if TYPE_CHECKING:
     from redray.client.core import CoreClient
@@ -76,6 +77,11 @@ class NotificationReader(threading.Thread):
             except reconnect.CONNECTION_ERRORS as error:
                 if not self._stopping:
                     self._on_lost_connection(error)
+            except Exception as error:  # a bug here must not leave every waiter hanging
+                self._client.objects.fail(
+                    RaySystemError(f"redray's notification reader failed: {error!r}")
+                )
+                raise
 
     def _on_lost_connection(self, error: BaseException) -> None:
         """Wait a backoff delay before the next attempt; past the grace period, wake every

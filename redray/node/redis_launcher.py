@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +129,7 @@ def start_redis(
         stdin=subprocess.PIPE if password else subprocess.DEVNULL,
         stdout=output,
         stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent if die_with_parent else None,
+        preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
     )
     if password:
         assert process.stdin is not None
