@@ -21,7 +21,8 @@ test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 | {p}obj:{object_id}:waiters       | set    | client ids to notify when the object is committed    |
 | {p}obj:{object_id}:locations     | set    | nodes holding a copy besides the primary (field n)   |
 | {p}notify:{client_id}            | stream | readiness notifications for one client process       |
-| {p}task:{task_id}                | hash   | task state, attempts, node, worker pid               |
+| {p}task:{task_id}                | hash   | task state, attempts, node, worker pid; deleted when |
+|                                  |        | a result of the task is freed (else after an hour)  |
 | {p}errors                        | list   | JSON failure records (newest first), error_info()    |
 | {p}clients                       | hash   | client_id -> JSON (pid, node, kind), for liveness    |
 | {p}owned:{client_id}             | set    | ids of the committed objects a client process owns   |
