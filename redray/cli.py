@@ -159,7 +159,10 @@ def _reachable_ip() -> str:
         return ip
 
 
-def _start_redis_server(host: str, port: int, password: str | None, session: Path) -> RedisServer:
+def _start_redis_server(
+    host: str, port: int, password: str | None, session: Path, persist: str | None = None
+) -> RedisServer:
+    """`persist`: the fsync policy of an append-only file in the session directory."""
     unix_socket = str(session / "redis.sock")
     log_file = session / "redis.log"
     server = start_redis(
@@ -168,6 +171,8 @@ def _start_redis_server(host: str, port: int, password: str | None, session: Pat
         password=password,
         unix_socket=unix_socket if len(unix_socket) <= _MAX_SOCKET_PATH else None,
         log_file=str(log_file),
+        persist_dir=str(session) if persist else None,
+        fsync=persist or "always",
     )
     client = redis.Redis(**server.client_kwargs(local=True))
     deadline = time.monotonic() + _REDIS_START_TIMEOUT
@@ -250,6 +255,8 @@ def _start_head(args: argparse.Namespace) -> int:
         password, generated = secrets.token_urlsafe(24), True
     with _state_lock():
         running = _live_state()
+        if running is not None and args.persist and _restart_persisted_redis(running, password):
+            return 0
         if running is not None:
             raise CliError(
                 f"redray is already running on this machine (cluster {running['address']}); "
@@ -263,7 +270,7 @@ def _start_head(args: argparse.Namespace) -> int:
                 address = resolve_address(args.address) or args.address
                 redis_kwargs = _connect(address, password)
             else:
-                server = _start_redis_server(args.host, args.port, password, session)
+                server = _start_redis_server(args.host, args.port, password, session, args.persist)
                 redis_kwargs = server.client_kwargs(local=True)
                 host = _reachable_ip() if args.host in _WILDCARD_HOSTS else args.host
                 address = f"{host}:{server.port}"
@@ -289,12 +296,31 @@ def _start_head(args: argparse.Namespace) -> int:
             "redis": _process_record(server.process.pid) if server else None,
             "unix_socket": server.unix_socket if server else None,
             "nodes": [node],
+            "redis_start": {"host": args.host, "port": server.port, "persist": args.persist}
+            if server
+            else None,
         }
         _write_state(state)
     _print_started(state, generated)
     if args.block:
         return _block(state, [process] + ([server.process] if server else []))
     return 0
+
+
+def _restart_persisted_redis(state: dict[str, Any], password: str | None) -> bool:
+    """`redray start --head --persist` again after its redis-server died while the nodes
+    live on: start Redis again from its append-only file. False if there is nothing to do."""
+    start = state.get("redis_start") or {}
+    if not start.get("persist") or _running(state.get("redis")):
+        return False
+    server = _start_redis_server(
+        start["host"], start["port"], password or state.get("password"),
+        Path(state["session_dir"]), start["persist"],
+    )  # fmt: skip
+    state["redis"] = _process_record(server.process.pid)
+    _write_state(state)
+    print(f"redis-server restarted from its append-only file at {state['address']}.")
+    return True
 
 
 def _warn_if_loopback(advertised: str, head_address: str) -> None:
@@ -570,6 +596,15 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--num-gpus", type=float)
     start.add_argument("--resources", help="custom resources as JSON, e.g. '{\"special\": 1}'")
     start.add_argument("--object-store-memory", type=int, help="bytes")
+    start.add_argument(
+        "--persist",
+        nargs="?",
+        const="always",
+        choices=["always", "everysec", "no"],
+        help="--head: Redis logs every write to an append-only file in the session "
+        "directory, fsynced per this policy (default always: nothing acknowledged is lost; "
+        "everysec: up to a second); running the same command after Redis died restarts it",
+    )
     start.add_argument(
         "--node-ip-address",
         help="the address other nodes reach this one by (default: the local address of the "

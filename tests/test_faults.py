@@ -282,3 +282,22 @@ def test_sweep_removes_directories_of_dead_owners_only(tmp_path: Path) -> None:
                 for child in directory.iterdir():
                     child.unlink()
                 directory.rmdir()
+
+
+@pytest.mark.timeout(180)
+def test_persisted_redis_killed_and_restarted_loses_nothing(
+    short_grace: None,
+    cli: CliCluster,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REDRAY_REDIS_GRACE_S", "60")
+    state = cli.start_head("--persist")
+    redray.init(address="auto")
+    assert redray.get(add.remote(1, 1), timeout=60) == 2
+    refs = [sleeper.remote(0.5) for _ in range(6)]
+    redray.wait(refs, num_returns=1, timeout=60)
+    psutil.Process(state["redis"]["pid"]).kill()
+    cli.run("start", "--head", "--persist")  # the same command starts it again
+    assert redray.get(refs, timeout=90) == [0.5] * 6
+    assert redray.get(add.remote(2, 3), timeout=60) == 5
+    assert [n["Alive"] for n in redray.nodes()] == [True]  # the same node carried on

@@ -101,8 +101,12 @@ def start_redis(
     unix_socket: str | None = None,
     log_file: str | None = None,
     die_with_parent: bool = False,
+    persist_dir: str | None = None,
+    fsync: str = "always",
 ) -> RedisServer:
-    """Start redis-server without persistence; returns without waiting for it to listen.
+    """Start redis-server; returns without waiting for it to listen. Without `persist_dir`
+    it keeps nothing on disk; with it, it logs every write to an append-only file there
+    (fsync policy `fsync`: always, everysec or no) and reloads it when started again.
     With `die_with_parent` (an embedded cluster's), Linux kills it when this process (the
     thread that starts it) ends, even by SIGKILL."""
     port = port or free_port(host)
@@ -111,7 +115,7 @@ def start_redis(
         "--port", str(port),
         "--bind", host,
         "--save", "",
-        "--appendonly", "no",
+        "--appendonly", "yes" if persist_dir else "no",
         "--daemonize", "no",
         "--loglevel", "warning",
         "--protected-mode", "no" if password else "yes",
@@ -121,6 +125,8 @@ def start_redis(
     if password:
         # Read from stdin rather than the command line, where `ps` would show it.
         command.insert(1, "-")
+    if persist_dir:
+        command += ["--dir", persist_dir, "--appendfsync", fsync]
     if unix_socket:
         command += ["--unixsocket", unix_socket, "--unixsocketperm", "700"]
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from redray.control import reconnect
 from redray.control.scripts import Commands
 
 
@@ -56,23 +57,35 @@ class ResultWriter:
         connection.send_packed_command(connection.pack_commands(recorded.commands))
         self._in_flight = recorded.commands
 
+    def _run_again(self, commands: list[tuple[Any, ...]]) -> None:
+        """Through the client, which retries for the grace period (control/reconnect.py),
+        with the scripts loaded again (a restarted Redis has none)."""
+        self._commands.reload()
+        pipe = self._client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        pipe.execute()
+
     def finish(self) -> None:
         """Read the replies of the last send(); re-run it if Redis had lost our scripts."""
         in_flight, self._in_flight = self._in_flight, []
         if not in_flight:
             return
         replies = []
-        for _ in in_flight:
-            try:
-                replies.append(self._connection.read_response())
-            except redis.ResponseError as error:
-                replies.append(error)
+        try:
+            for _ in in_flight:
+                try:
+                    replies.append(self._connection.read_response())
+                except redis.ResponseError as error:
+                    replies.append(error)
+        except reconnect.CONNECTION_ERRORS:
+            # Lost with the connection (Redis restarted, say): run them again. A commit that
+            # did land is refused the second time (commit_objects is exactly-once).
+            self._connection.disconnect()
+            self._run_again(in_flight)
+            return
         if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
-            self._commands.reload()
-            pipe = self._client.pipeline(transaction=False)
-            for command in in_flight:
-                pipe.execute_command(*command)
-            pipe.execute()
+            self._run_again(in_flight)
             return
         for reply in replies:
             if isinstance(reply, Exception):
