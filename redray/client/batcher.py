@@ -80,6 +80,8 @@ class WriteBatcher:
         self._connection.close()
 
     def _send(self, commands: list[Command]) -> None:
+        if commands and not self._unread:
+            self._connection.drop_if_closed()
         while True:
             if commands:
                 self._connection.send(commands)

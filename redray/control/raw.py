@@ -29,6 +29,16 @@ class RawConnection:
             self._connection.disconnect()
             self._connection.send_packed_command(packed)
 
+    def drop_if_closed(self) -> None:
+        """On a connection with no reply outstanding: if the server closed it meanwhile
+        (Redis restarted), drop it, so that the next write goes to a new connection rather
+        than into a dead socket where it would be lost."""
+        try:
+            if self._connection._sock is not None and self._connection.can_read(timeout=0):
+                self._connection.disconnect()
+        except (redis.ConnectionError, OSError):
+            self._connection.disconnect()
+
     def read(self, count: int) -> list[Any]:
         """The next `count` replies; an error reply is returned, not raised."""
         replies: list[Any] = []

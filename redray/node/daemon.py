@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +94,8 @@ class NodeDaemon:
         self._to_ack: list[str] = []
         #: Entries read from the queue and not acknowledged yet (see _reclaim_delivered).
         self._unacked: set[Any] = set()
+        #: Changes to Redis that a lost connection interrupted (see _while_connected).
+        self._redo_after_reconnect: list[Callable[[], None]] = []
         self._stopping = False
         self._signal_r, self._signal_w = socket.socketpair()
         self._owner_fd: int | None = None
@@ -275,6 +278,18 @@ class NodeDaemon:
             self._rejoin("it was declared dead while cut off")
         self._listen_to_queue()
         self._reclaim_delivered()
+        redo, self._redo_after_reconnect = self._redo_after_reconnect, []
+        for change in redo:
+            self._while_connected(change)
+
+    def _while_connected(self, change: Callable[[], None]) -> None:
+        """Apply a change to Redis; if the connection is lost, apply it again once it is
+        back (the changes are exactly-once Lua commands or idempotent)."""
+        try:
+            change()
+        except reconnect.CONNECTION_ERRORS:
+            self._redo_after_reconnect.append(change)
+            raise
 
     def _rejoin(self, why: str) -> None:
         """Leave as this node (its workers stopped: their tasks and actors were re-run or
@@ -476,9 +491,9 @@ class NodeDaemon:
         how = self.pool.reap(worker_id)
         self.owners.release_dead()
         task, actions = self.scheduler.worker_gone(worker_id)
-        if task is not None:
-            self._task_lost_worker(task, how)
         self._execute(actions)
+        if task is not None:
+            self._while_connected(lambda: self._task_lost_worker(task, how))
 
     def _task_lost_worker(self, task: QueuedTask, how: str) -> None:
         """Retry a task whose worker died, or fail it when its retries are used up."""
@@ -494,9 +509,8 @@ class NodeDaemon:
             spec.max_retries == -1 or spec.attempt < spec.max_retries
         )
         results.record_failure(pipe, spec, entry, self.node_id, retrying=retry, cause=how)
-        if retry:
-            spec.attempt += 1
-            payload = pickle.dumps(spec, protocol=5)
+        if retry:  # a copy: a lost connection runs this again (_redo_after_reconnect)
+            payload = pickle.dumps(dataclasses.replace(spec, attempt=spec.attempt + 1), protocol=5)
             self.commands.call("requeue_task", spec.task_id, self.node_id, payload, pipe=pipe)
         else:
             results.commit_outputs(self.commands, pipe, spec, [entry] * len(spec.return_ids))
