@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 #: Outstanding replies are read once there are this many (bounds memory on both sides).
 _READ_AT = 1024
+#: A connection idle this long is checked (one poll, ~4 us) before a write: Redis may have
+#: closed it meanwhile, and a write into it would be lost.
+_IDLE_CHECK = 0.05
 
 
 class WriteBatcher:
@@ -40,6 +44,7 @@ class WriteBatcher:
         #: Callbacks for the replies of some outstanding writes, by their position.
         self._callbacks: deque[tuple[int, Callable[[Any], None]]] = deque()
         self._sent = 0
+        self._replied = time.monotonic()  # when replies were last read
 
     def add(self, *command: object, on_reply: Callable[[Any], None] | None = None) -> None:
         """Send one Redis command now, e.g. add("XADD", key, "*", "s", payload); `on_reply`
@@ -80,7 +85,7 @@ class WriteBatcher:
         self._connection.close()
 
     def _send(self, commands: list[Command]) -> None:
-        if commands and not self._unread:
+        if commands and not self._unread and time.monotonic() - self._replied > _IDLE_CHECK:
             self._connection.drop_if_closed()
         while True:
             if commands:
@@ -111,6 +116,7 @@ class WriteBatcher:
             except reconnect.CONNECTION_ERRORS as error:
                 self._lost_replies(count, first, error)
                 return
+            self._replied = time.monotonic()
             while self._callbacks and self._callbacks[0][0] < first + count:
                 position, callback = self._callbacks.popleft()
                 callback(replies[position - first])
