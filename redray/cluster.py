@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,12 @@ def start_embedded_cluster(
     leftovers.sweep()  # what clusters killed earlier left behind
     session_dir = tempfile.mkdtemp(prefix=leftovers.SESSION_PREFIX)
     leftovers.claim(session_dir)
-    server = start_redis(unix_socket=os.path.join(session_dir, "redis.sock"), die_with_parent=True)
+    # Linux ties PR_SET_PDEATHSIG to the starting thread: only the main thread lives as long
+    # as the driver (otherwise the daemon's pidfd watch still stops Redis with the driver).
+    server = start_redis(
+        unix_socket=os.path.join(session_dir, "redis.sock"),
+        die_with_parent=threading.current_thread() is threading.main_thread(),
+    )
     node_id = ids.new_node_id()
     from redray.node.daemon import node_ip
 
