@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -164,18 +165,31 @@ def test_redis_restarted_empty_pending_fail_clearly_and_node_rejoins(
     pending = sleeper.remote(60)
     psutil.Process(state["redis"]["pid"]).kill()
     port = int(state["address"].rpartition(":")[2])
-    restarted = start_redis(port=port, unix_socket=state["unix_socket"])
+    servers = []
+    restart = threading.Timer(
+        1.0, lambda: servers.append(start_redis(port=port, unix_socket=state["unix_socket"]))
+    )
+    restart.start()
     try:
+        during_outage = add.remote(2, 3)  # waits for Redis (within the grace period)
+        restart.join()
         with pytest.raises(RaySystemError, match="restarted without its data"):
             redray.get(pending, timeout=60)
-        assert redray.get(add.remote(2, 3), timeout=60) == 5
+        # Written into the dead connection it is lost, and says so; else it runs.
+        try:
+            assert redray.get(during_outage, timeout=60) == 5
+        except RaySystemError as error:
+            assert "restarted without its data" in str(error)
+        assert redray.get(add.remote(3, 4), timeout=60) == 7
         alive = [n["NodeID"] for n in redray.nodes() if n["Alive"]]
         assert len(alive) == 1 and alive[0] != old_node  # the same daemon, as a new node
         assert not store_directory(old_node).exists()
     finally:
         redray.shutdown()
         cli.cleanup()
-        restarted.stop()
+        restart.join()
+        for server in servers:
+            server.stop()
 
 
 @pytest.mark.timeout(90)

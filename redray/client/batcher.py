@@ -45,6 +45,9 @@ class WriteBatcher:
         self._callbacks: deque[tuple[int, Callable[[Any], None]]] = deque()
         self._sent = 0
         self._replied = time.monotonic()  # when replies were last read
+        #: Counts the connections replaced: writes made in an older generation went to a
+        #: connection that broke (to a Redis that may have restarted empty since).
+        self.generation = 0
 
     def add(self, *command: object, on_reply: Callable[[Any], None] | None = None) -> None:
         """Send one Redis command now, e.g. add("XADD", key, "*", "s", payload); `on_reply`
@@ -85,22 +88,41 @@ class WriteBatcher:
         self._connection.close()
 
     def _send(self, commands: list[Command]) -> None:
-        if commands and not self._unread and time.monotonic() - self._replied > _IDLE_CHECK:
-            self._connection.drop_if_closed()
+        if commands and time.monotonic() - self._replied > _IDLE_CHECK:
+            if self._connection.drop_if_closed():
+                self.generation += 1
+                if self._unread:
+                    self._lost_replies(self._unread, self._sent - self._unread + 1, "closed")
+                    self._unread = 0
         while True:
             if commands:
-                self._connection.send(commands)
+                self._send_now(commands)
                 self._unread += len(commands)
                 self._sent += len(commands)
             if not self._deferred:
                 return
             commands, self._deferred = self._deferred, []
 
-    def _lost_replies(self, count: int, first: int, error: BaseException) -> None:
+    def _send_now(self, commands: list[Command]) -> None:
+        try:
+            self._connection.send(commands)
+        except reconnect.CONNECTION_ERRORS as error:
+            # The replies still owed on the broken connection will never come; these
+            # commands were not (all) written: send them on a new connection, which the
+            # client's retry policy makes (control/reconnect.py), or raise its error.
+            if self._unread:
+                self._lost_replies(self._unread, self._sent - self._unread + 1, error)
+                self._unread = 0
+            self._connection.close()
+            self.generation += 1
+            self._connection.send(commands)
+
+    def _lost_replies(self, count: int, first: int, error: BaseException | str) -> None:
         """The connection broke before `count` replies came: those writes may or may not
         have landed. The next write reconnects (retrying for the grace period); their
         readers wait for results as usual, and fail clearly if Redis stays unreachable."""
         self._connection.close()
+        self.generation += 1
         while self._callbacks and self._callbacks[0][0] < first + count:
             self._callbacks.popleft()
         logger.warning(

@@ -485,7 +485,9 @@ class CoreClient:
 
     def enqueue(self, node_id: str, spec: TaskSpec) -> None:
         payload = pickle.dumps(spec, protocol=5)
-        self._in_flight[spec.task_id] = (node_id, spec.return_ids, spec.demand)
+        self._in_flight[spec.task_id] = (
+            node_id, spec.return_ids, spec.demand, self.batcher.generation
+        )  # fmt: skip
         self.placement.placed(node_id, spec.demand)
         self.batcher.add("XADD", keys.node_queue(node_id), "*", "s", payload)
         self.ensure_reader()
@@ -554,10 +556,15 @@ class CoreClient:
             if spec is not None:
                 self.fail_task(spec, died_error(f"task {spec.name} ({task_id})", node_id))
 
-    def in_flight_tasks(self) -> list[tuple[str, str, list[str]]]:
-        """(task id, node id, return ids) of the owned tasks sent to a node, unfinished."""
+    def in_flight_tasks(self, sent_before: int | None = None) -> list[tuple[str, str, list[str]]]:
+        """(task id, node id, return ids) of the owned tasks sent to a node, unfinished;
+        with `sent_before`, only those written before that batcher generation."""
         with self.objects.lock:
-            return [(task, node, returns) for task, (node, returns, *_) in self._in_flight.items()]
+            return [
+                (task, node, returns)
+                for task, (node, returns, _, generation) in self._in_flight.items()
+                if sent_before is None or generation < sent_before
+            ]
 
     def pending_actor_calls(self) -> list[tuple[str, str, list[str]]]:
         """(task id, actor id, return ids) of the owned actor calls not finished."""
@@ -603,7 +610,7 @@ class CoreClient:
             self.commit_results(held, entries, record_failure=False, final_state="cancelled")
             return
         self.batcher.flush()
-        node_id, return_ids, _ = self._in_flight.get(task_id, (None, [object_id], {}))
+        node_id, return_ids, *_ = self._in_flight.get(task_id, (None, [object_id], {}))
         if not self.commit_error(task_id, return_ids, error, final_state="cancelled"):
             return  # already finished: cancelling does nothing
         request = {"c": task_id, "f": int(force), "r": int(recursive)}

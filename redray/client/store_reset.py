@@ -46,5 +46,8 @@ def check_after_reconnect(client: CoreClient, epoch_now: str) -> None:
         f"{where} restarted without its data while this task was pending, so its result "
         "was lost; submit the task again."
     )
-    for task_id, _, return_ids in [*client.in_flight_tasks(), *client.pending_actor_calls()]:
+    # What was written after the batcher reconnected went to the new Redis: it stays.
+    sent_before = client.batcher.generation
+    lost = [*client.in_flight_tasks(sent_before), *client.pending_actor_calls()]
+    for task_id, _, return_ids in lost:
         client.commit_error(task_id, return_ids, error, final_state="finished")

@@ -8,6 +8,7 @@ one connection and read the raw replies.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import redis
@@ -20,24 +21,24 @@ class RawConnection:
         self._connection = client.connection_pool.make_connection()
 
     def send(self, commands: list[Command]) -> None:
-        packed = self._connection.pack_commands(commands)
-        try:
-            self._connection.send_packed_command(packed)
-        except (redis.ConnectionError, redis.TimeoutError):
-            # The write failed, so nothing of it was answered: send it once more on a new
-            # connection, which the client's retry policy connects (control/reconnect.py).
-            self._connection.disconnect()
-            self._connection.send_packed_command(packed)
+        self._connection.send_packed_command(self._connection.pack_commands(commands))
 
-    def drop_if_closed(self) -> None:
-        """On a connection with no reply outstanding: if the server closed it meanwhile
-        (Redis restarted), drop it, so that the next write goes to a new connection rather
-        than into a dead socket where it would be lost."""
+    def drop_if_closed(self) -> bool:
+        """If the server closed the connection (Redis died or restarted), drop it, so that
+        the next write goes to a new connection rather than into a dead socket where it
+        would be lost. True if it was dropped (with any replies still owed on it)."""
+        sock = self._connection._sock
+        if sock is None:
+            return False
         try:
-            if self._connection._sock is not None and self._connection.can_read(timeout=0):
-                self._connection.disconnect()
-        except (redis.ConnectionError, OSError):
+            closed = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False  # open, nothing to read
+        except OSError:
+            closed = True  # reset
+        if closed:
             self._connection.disconnect()
+        return closed
 
     def read(self, count: int) -> list[Any]:
         """The next `count` replies; an error reply is returned, not raised."""
