@@ -33,7 +33,7 @@ from typing import Any
 import psutil
 import redis
 
-from redray import ids
+from redray import cli_jobs, ids
 from redray.client.node_view import read_nodes
 from redray.cluster import (
     connect_kwargs,
@@ -232,6 +232,36 @@ def _start_node(
     return process, {**record, **_process_record(process.pid)}
 
 
+def _start_job_manager(
+    redis_kwargs: dict[str, Any], address: str, node_id: str, session: Path
+) -> subprocess.Popen:
+    """The head's job manager (redray.jobs.manager); the password goes by environment."""
+    config = {
+        "redis_kwargs": {k: v for k, v in redis_kwargs.items() if k != "password"},
+        "address": address,
+        "node_id": node_id,
+        "log_dir": str(session),
+    }
+    log_path = session / "job-manager.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "redray.jobs.manager", json.dumps(config)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    client = redis.Redis(**redis_kwargs)
+    deadline = time.monotonic() + _STOP_TIMEOUT
+    try:
+        while not client.exists(keys.JOB_MANAGER):  # jobs can be submitted once we return
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise CliError(f"the job manager did not start; see {log_path}")
+            time.sleep(0.02)
+    finally:
+        client.close()
+    return process
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     if args.head:
         return _start_head(args)
@@ -255,6 +285,7 @@ def _start_head(args: argparse.Namespace) -> int:
             )
         session = _new_session_dir()
         server = None
+        manager: subprocess.Popen | None = None
         node_id = ids.new_node_id()
         try:
             if args.address:  # an external Redis, e.g. a managed one or a container
@@ -274,8 +305,11 @@ def _start_head(args: argparse.Namespace) -> int:
             pipe.hset(keys.CLUSTER, mapping=facts)
             pipe.execute()
             client.close()
+            manager = _start_job_manager(redis_kwargs, address, node_id, session)
             process, node = _start_node(args, redis_kwargs, password, session, True, node_id)
         except BaseException:
+            if manager is not None:
+                manager.kill()
             if server is not None:
                 server.stop()
             raise
@@ -287,11 +321,12 @@ def _start_head(args: argparse.Namespace) -> int:
             "redis": _process_record(server.process.pid) if server else None,
             "unix_socket": server.unix_socket if server else None,
             "nodes": [node],
+            "job_manager": _process_record(manager.pid),
         }
         _write_state(state)
     _print_started(state, generated)
     if args.block:
-        return _block(state, [process] + ([server.process] if server else []))
+        return _block(state, [process, manager] + ([server.process] if server else []))
     return 0
 
 
@@ -385,9 +420,14 @@ def _terminate(processes: list[psutil.Process]) -> None:
 
 
 def _stop_recorded(state: dict[str, Any]) -> int:
-    """Stop the nodes (other nodes first, the head last), then redis-server."""
+    """Stop the job manager (and so the running jobs), the nodes (other nodes first, the
+    head last), then redis-server."""
     nodes = sorted(state["nodes"], key=lambda node: node["is_head"])
     stopped = 0
+    manager = _running(state.get("job_manager"))
+    if manager is not None:
+        _terminate([manager])
+        stopped += 1
     for node in nodes:
         process = _running(node)
         if process is not None:
@@ -597,6 +637,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "errors":
             command.add_argument("--limit", type=int, default=20)
         command.set_defaults(handler=handler)
+    cli_jobs.add_parser(commands, PASSWORD_ENV)
     return parser
 
 
