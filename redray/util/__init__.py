@@ -1,6 +1,8 @@
-"""Utilities with Ray's names: scheduling strategies and placement groups."""
+"""Utilities with Ray's names: scheduling strategies, placement groups, ActorPool, queue,
+multiprocessing and joblib."""
 
 from redray.actor import list_named_actors
+from redray.util.actor_pool import ActorPool
 from redray.util import scheduling_strategies
 from redray.util.placement_group import (
     PlacementGroup,
@@ -13,6 +15,7 @@ from redray.util.placement_group import (
 from redray.util.serialization import deregister_serializer, register_serializer
 
 __all__ = [
+    "ActorPool",
     "PlacementGroup",
     "deregister_serializer",
     "get_current_placement_group",
