@@ -69,17 +69,23 @@ class ObjectRefGenerator:
         return self
 
     async def __anext__(self) -> ObjectRef:
-        ref = await asyncio.to_thread(self._next_or_none)
-        if ref is None:
-            raise StopAsyncIteration
-        return ref
+        from redray import api
 
-    def _next_or_none(self) -> ObjectRef | None:
-        # StopIteration cannot cross into an asyncio future: signal the end with None.
+        # Wait for "item i or the end" on the event loop, completed from the notification
+        # reader (client/ref_futures.py): no thread per generator or per item.
+        client = api.current_client()
+        client.refs.own(item_id(self._task_id, self._next_index))  # as _next() does
+        candidate = ObjectRef(item_id(self._task_id, self._next_index), self._owner)
+        waiting = [client.futures.ready_future(ref) for ref in (candidate, self._end)]
         try:
-            return self._next(timeout=None)
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in waiting:
+                future.cancel()
+        try:
+            return self._next(timeout=0)
         except StopIteration:
-            return None
+            raise StopAsyncIteration from None
 
     def end_ref(self) -> ObjectRef:
         """The object committed when the stream ends (its count, or the task's failure)."""

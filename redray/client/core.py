@@ -26,6 +26,7 @@ from redray.client.direct_calls import DirectCalls
 from redray.client.node_view import NodeView
 from redray.client.notifications import NotificationReader
 from redray.client.object_table import Entry, ObjectTable
+from redray.client.ref_futures import FutureResolver
 from redray.control import keys, results
 from redray.control.scripts import Commands
 from redray.exceptions import (
@@ -105,6 +106,8 @@ class CoreClient:
         self._init_object_store()
         _tracker.on_zero = self._on_last_ref_dropped
         self.direct = DirectCalls(self)
+        #: Completes ref.future() and `await ref` from the notifications (no thread per ref).
+        self.futures = FutureResolver(self)
         self._register()
 
     def _register(self) -> None:
@@ -183,6 +186,7 @@ class CoreClient:
             self._unregister()
             if self._reader is not None:
                 self._reader.stop()
+            self.futures.close()
             self.direct.close()
             self.redis.delete(keys.notify(self.client_id))
         except redis.RedisError:

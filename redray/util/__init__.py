@@ -2,8 +2,8 @@
 multiprocessing and joblib."""
 
 from redray.actor import list_named_actors
-from redray.util.actor_pool import ActorPool
 from redray.util import scheduling_strategies
+from redray.util.actor_pool import ActorPool
 from redray.util.placement_group import (
     PlacementGroup,
     get_current_placement_group,
