@@ -37,7 +37,8 @@ def after_gate(gate: str, value: int) -> int:
 
 @ray.remote
 def count_to(n: int):
-    yield from range(n)
+    for i in range(n):  # not `yield from`: Ray's generator tasks call .send() on it
+        yield i
 
 
 @ray.remote
