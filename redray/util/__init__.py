@@ -2,7 +2,7 @@
 multiprocessing and joblib."""
 
 from redray.actor import list_named_actors
-from redray.util import scheduling_strategies
+from redray.util import queue, scheduling_strategies
 from redray.util.actor_pool import ActorPool
 from redray.util.placement_group import (
     PlacementGroup,
@@ -23,6 +23,7 @@ __all__ = [
     "list_named_actors",
     "placement_group",
     "placement_group_table",
+    "queue",
     "register_serializer",
     "remove_placement_group",
     "scheduling_strategies",
