@@ -37,7 +37,7 @@ def after_gate(gate: str, value: int) -> int:
 
 @ray.remote
 def count_to(n: int):
-    for i in range(n):  # not `yield from`: Ray's generator tasks call .send() on it
+    for i in range(n):  # noqa: UP028 (Ray calls .send() on the generator of a task)
         yield i
 
 
@@ -82,9 +82,7 @@ def test_gather_over_10000_refs_uses_a_bounded_number_of_threads(ray_start) -> N
     assert peak <= before + 2, f"{peak} threads during the gather, {before} before"
 
 
-def test_wait_for_times_out_on_a_pending_ref_and_the_ref_stays_usable(
-    ray_start, workdir
-) -> None:
+def test_wait_for_times_out_on_a_pending_ref_and_the_ref_stays_usable(ray_start, workdir) -> None:
     gate = str(workdir / "gate")
     ref = after_gate.remote(gate, 7)
 

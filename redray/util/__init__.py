@@ -2,7 +2,7 @@
 multiprocessing and joblib."""
 
 from redray.actor import list_named_actors
-from redray.util import queue, scheduling_strategies
+from redray.util import multiprocessing, queue, scheduling_strategies
 from redray.util.actor_pool import ActorPool
 from redray.util.placement_group import (
     PlacementGroup,
@@ -21,6 +21,7 @@ __all__ = [
     "get_current_placement_group",
     "get_placement_group",
     "list_named_actors",
+    "multiprocessing",
     "placement_group",
     "placement_group_table",
     "queue",
