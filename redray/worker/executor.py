@@ -47,6 +47,7 @@ class TaskExecutor:
         finally:
             runtime_context.current.task_id = None
             runtime_context.current.task_name = None
+            runtime_context.current.function_name = None
             self._restore_env()
         self._client.local_objects.release_freed_mappings()  # before the caller hears back
         if error is not None and self._should_retry(spec, error):
@@ -89,6 +90,7 @@ class TaskExecutor:
     def _call(self, spec: TaskSpec) -> tuple[list[Entry], BaseException | None]:
         try:
             function = self._functions.load(spec.function_id)
+            runtime_context.current.function_name = _function_name(function)
             args = [self._value(arg) for arg in spec.args]
             kwargs = {name: self._value(arg) for name, arg in spec.kwargs.items()}
             self._client.children = []
@@ -221,3 +223,9 @@ class TaskExecutor:
         spec.attempt += 1
         pipe.xadd(keys.node_queue(client.node_id or ""), {"s": pickle.dumps(spec, protocol=5)})
         pipe.execute()
+
+
+def _function_name(function: Any) -> str:
+    """What get_runtime_context().get_task_function_name() says: "<module>.<qualname>"."""
+    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", "")
+    return f"{getattr(function, '__module__', '')}.{name}"
