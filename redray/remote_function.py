@@ -11,6 +11,7 @@ import cloudpickle
 
 from redray import api, generators, ids, runtime_context
 from redray import options as options_module
+from redray.objectstore.serializability import serialization_error
 from redray.task_spec import TaskSpec
 from redray.util.placement_group import scheduling_strategy_for
 
@@ -25,7 +26,13 @@ class Export:
 
     def ensure(self) -> None:
         if self.pickled is None:
-            self.pickled = cloudpickle.dumps(self._target, protocol=5)
+            try:
+                self.pickled = cloudpickle.dumps(self._target, protocol=5)
+            except Exception as error:
+                what = f"the {'class' if inspect.isclass(self._target) else 'function'} " + (
+                    f"{self._target.__module__}.{self._target.__qualname__}"
+                )
+                raise serialization_error(what, self._target, error) from error
             self.function_id = hashlib.sha1(self.pickled).hexdigest()
 
 

@@ -40,6 +40,7 @@ from redray.exceptions import (
 from redray.object_ref import ObjectRef, _tracker
 from redray.objectstore.local_objects import LocalObjects
 from redray.objectstore.refcount import ReferenceCounter, parse_freed
+from redray.objectstore.serializability import serialization_error
 from redray.objectstore.serialization import (
     INLINE_MAX_BYTES,
     SerializedObject,
@@ -222,8 +223,12 @@ class CoreClient:
                 "Calling 'put' on an ObjectRef is not allowed. If you really want to do this, "
                 "you can wrap the ObjectRef in a list and call 'put' on it."
             )
+        try:
+            serialized = serialize(value)
+        except Exception as error:
+            raise serialization_error(f"the put value {value!r}", value, error) from error
         object_id = ids.object_id_for(ids.new_task_id(), 0)
-        entry = self.store_serialized(object_id, serialize(value))
+        entry = self.store_serialized(object_id, serialized)
         self.objects.commit(object_id, entry)
         self._publish(object_id, entry)
         self.refs.own(object_id)
@@ -399,9 +404,8 @@ class CoreClient:
         try:
             serialized = serialize(value)
         except Exception as error:
-            raise TypeError(
-                f"Could not serialize the argument {value!r} for task {task_name}: {error}"
-            ) from error
+            what = f"the argument {value!r} for a task or actor {task_name}"
+            raise serialization_error(what, value, error) from error
         if serialized.total_size <= INLINE_MAX_BYTES or self.store is None:
             self._hold_for_task(*serialized.contained_refs)
             return ("v", serialized.to_bytes())

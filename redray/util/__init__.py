@@ -4,6 +4,7 @@ multiprocessing and joblib."""
 from redray.actor import list_named_actors
 from redray.util import multiprocessing, queue, scheduling_strategies
 from redray.util.actor_pool import ActorPool
+from redray.util.check_serialize import inspect_serializability
 from redray.util.placement_group import (
     PlacementGroup,
     get_current_placement_group,
@@ -20,6 +21,7 @@ __all__ = [
     "deregister_serializer",
     "get_current_placement_group",
     "get_placement_group",
+    "inspect_serializability",
     "list_named_actors",
     "multiprocessing",
     "placement_group",

@@ -16,7 +16,8 @@ from redray.client.object_table import Entry
 from redray.control import keys, results
 from redray.exceptions import RayTaskError, TaskCancelledError
 from redray.object_ref import ObjectRef
-from redray.objectstore.serialization import deserialize, dumps, serialize
+from redray.objectstore.serializability import serialization_error
+from redray.objectstore.serialization import SerializedObject, deserialize, dumps, serialize
 from redray.task_spec import Arg, TaskSpec
 from redray.worker.functions import FunctionCache
 from redray.worker.result_writer import ResultWriter
@@ -177,7 +178,7 @@ class TaskExecutor:
                 )
             values = list(result)
         return [
-            self._client.store_serialized(object_id, serialize(value))
+            self._client.store_serialized(object_id, _serialize_return(spec, value))
             for object_id, value in zip(spec.return_ids, values)
         ]
 
@@ -229,3 +230,11 @@ def _function_name(function: Any) -> str:
     """What get_runtime_context().get_task_function_name() says: "<module>.<qualname>"."""
     name = getattr(function, "__qualname__", None) or getattr(function, "__name__", "")
     return f"{getattr(function, '__module__', '')}.{name}"
+
+
+def _serialize_return(spec: TaskSpec, value: Any) -> SerializedObject:
+    try:
+        return serialize(value)
+    except Exception as error:
+        what = f"the return value {value!r} of task {spec.name}"
+        raise serialization_error(what, value, error) from error
