@@ -54,6 +54,11 @@ class Probe:
         return facts
 
 
+def _hex(value: object) -> object:
+    """get() holds ids as strings in redray, as TaskID/ActorID objects in Ray."""
+    return value if isinstance(value, str) else value.hex()
+
+
 def test_in_the_driver(ray_start) -> None:
     facts = context_facts()
     assert isinstance(facts["job_id"], str) and facts["job_id"]
@@ -81,7 +86,7 @@ def test_in_a_task(ray_start) -> None:
     assert facts["resources"] == {"CPU": 1.0}
     assert facts["pg_id"] is None and facts["capture"] is False
     assert facts["namespace"] == driver["namespace"]
-    assert facts["get"]["task_id"] == facts["task_id"]
+    assert _hex(facts["get"]["task_id"]) == facts["task_id"]
     assert ray.get(task_facts.remote())["task_name"] == "task_facts"
 
 
@@ -95,7 +100,7 @@ def test_in_an_actor(ray_start) -> None:
     assert facts["resources"] == {}  # an actor holds no CPU while it runs, by default
     assert facts["reconstructed"] is False
     assert facts["current_actor"] == facts["actor_id"]
-    assert facts["get"]["actor_id"] == facts["actor_id"]
+    assert _hex(facts["get"]["actor_id"]) == facts["actor_id"]
     assert ray.get(Probe.remote().facts.remote())["actor_name"] == ""
 
 
