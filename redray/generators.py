@@ -31,6 +31,8 @@ class ObjectRefGenerator:
         self._next_index = 1
         self._end = ObjectRef(item_id(task_id, STREAM_END_INDEX), owner)
         self._length: int | None = None
+        #: `async for`: one future of the end of the stream, shared by every __anext__.
+        self._end_waiter: asyncio.Future | None = None
 
     def __iter__(self) -> ObjectRefGenerator:
         return self
@@ -76,12 +78,14 @@ class ObjectRefGenerator:
         client = api.current_client()
         client.refs.own(item_id(self._task_id, self._next_index))  # as _next() does
         candidate = ObjectRef(item_id(self._task_id, self._next_index), self._owner)
-        waiting = [client.futures.ready_future(ref) for ref in (candidate, self._end)]
+        end = self._end_waiter
+        if end is None or end.get_loop() is not asyncio.get_running_loop():
+            end = self._end_waiter = client.futures.ready_future(self._end)
+        item = client.futures.ready_future(candidate)
         try:
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([item, end], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for future in waiting:
-                future.cancel()
+            item.cancel()
         try:
             return self._next(timeout=0)
         except StopIteration:

@@ -42,6 +42,13 @@ def count_to(n: int):
 
 
 @ray.remote
+def count_then_fail(n: int):
+    for i in range(n):  # noqa: UP028 (Ray calls .send() on the generator of a task)
+        yield i
+    raise ValueError("stream broke")
+
+
+@ray.remote
 class AsyncSummer:
     async def sum_of(self, boxed_refs: list) -> int:
         """Awaits refs it borrowed (passed inside a list, so not resolved by the caller)."""
@@ -136,6 +143,20 @@ def test_async_for_over_a_streaming_generator(ray_start) -> None:
         return [await ref async for ref in count_to.remote(20)]
 
     assert asyncio.run(main()) == list(range(20))
+
+
+def test_async_for_over_a_stream_that_fails_ends_with_its_error(ray_start) -> None:
+    async def main() -> list:
+        values: list = []
+        async for ref in count_then_fail.remote(3):
+            try:
+                values.append(await ref)
+            except ValueError as error:
+                values.append(str(error))
+        return values
+
+    values = asyncio.run(main())
+    assert values[:3] == [0, 1, 2] and "stream broke" in values[3] and len(values) == 4
 
 
 def test_gather_mixes_ready_and_pending_refs(ray_start, workdir) -> None:

@@ -57,6 +57,15 @@ class ObjectTable:
         that the object is not here; the callback runs under the lock, so it must be cheap."""
         self._callbacks.setdefault(object_id, []).append(callback)
 
+    def remove_callback(self, object_id: str, callback: Callable[[], None]) -> None:
+        """Forget a callback added for an object not committed yet (its waiter gave up)."""
+        with self.lock:
+            callbacks = self._callbacks.get(object_id)
+            if callbacks and callback in callbacks:
+                callbacks.remove(callback)
+                if not callbacks:
+                    del self._callbacks[object_id]
+
     def ready_and_errors(self, object_ids: list[str]) -> tuple[list[bool], set[str]]:
         """Whether each object is here, and which of them are errors."""
         return list(map(self._entries.__contains__, object_ids)), self.errors_among(object_ids)

@@ -71,20 +71,31 @@ class FutureResolver:
         return future
 
     def ready_future(self, ref: ObjectRef) -> asyncio.Future:
-        """An asyncio future resolved with None once the ref's object is committed."""
+        """An asyncio future resolved with None once the ref's object is committed.
+
+        Cancelling it also forgets its callback: a streaming generator cancels the one of
+        an item that never comes when its stream ends."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._register(_Waiter(ref, future, loop, False))
+        callback = self._register(_Waiter(ref, future, loop, False))
+        if callback is not None:
+            objects, object_id = self._client.objects, ref.hex()
+            future.add_done_callback(
+                lambda done: done.cancelled() and objects.remove_callback(object_id, callback)
+            )
         return future
 
-    def _register(self, waiter: _Waiter) -> None:
+    def _register(self, waiter: _Waiter) -> Callable[[], None] | None:
+        """Complete the waiter now, or when its object is committed (then returns the
+        callback that will)."""
         client = self._client
         object_id = waiter.ref.hex()
         objects = client.objects
         with objects.lock:
             entry = objects.get(object_id)
             if entry is None:
-                objects.add_callback(object_id, _hand_over(self._inbox, waiter))
+                callback = _hand_over(self._inbox, waiter)
+                objects.add_callback(object_id, callback)
                 borrowed = object_id not in client.owned_pending
         if entry is not None:
             if entry.kind == "s":  # may need a pull from another node: not in this thread
@@ -92,11 +103,12 @@ class FutureResolver:
                 self._ensure_thread()
             else:
                 _complete(waiter, *self._outcome(waiter))
-            return
+            return None
         if borrowed:
             self._inbox.put(object_id)
         client.ensure_reader()
         self._ensure_thread()
+        return callback
 
     def _ensure_thread(self) -> None:
         if self._thread is None:
