@@ -7,10 +7,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
-
 from redray import api, generators, ids, runtime_context
 from redray import options as options_module
+from redray.objectstore.code_pickle import dumps_with_sources
 from redray.objectstore.serializability import serialization_error
 from redray.task_spec import TaskSpec
 from redray.util.placement_group import scheduling_strategy_for
@@ -27,7 +26,7 @@ class Export:
     def ensure(self) -> None:
         if self.pickled is None:
             try:
-                self.pickled = cloudpickle.dumps(self._target, protocol=5)
+                self.pickled = dumps_with_sources(self._target)
             except Exception as error:
                 what = f"the {'class' if inspect.isclass(self._target) else 'function'} " + (
                     f"{self._target.__module__}.{self._target.__qualname__}"
