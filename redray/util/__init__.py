@@ -5,6 +5,7 @@ from redray.actor import list_named_actors
 from redray.util import multiprocessing, queue, scheduling_strategies
 from redray.util.actor_pool import ActorPool
 from redray.util.check_serialize import inspect_serializability
+from redray.util.helpers import as_completed, map_unordered
 from redray.util.placement_group import (
     PlacementGroup,
     get_current_placement_group,
@@ -18,11 +19,13 @@ from redray.util.serialization import deregister_serializer, register_serializer
 __all__ = [
     "ActorPool",
     "PlacementGroup",
+    "as_completed",
     "deregister_serializer",
     "get_current_placement_group",
     "get_placement_group",
     "inspect_serializability",
     "list_named_actors",
+    "map_unordered",
     "multiprocessing",
     "placement_group",
     "placement_group_table",
