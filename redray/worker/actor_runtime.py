@@ -86,6 +86,7 @@ def run_actor(
         name: float(amount) for name, amount in spec.extra.get("held", {}).items() if amount
     }
     try:
+        executor.code_env.apply(spec.runtime_env)
         cls = executor._functions.load(spec.function_id)
         args = [executor._value(arg) for arg in spec.args]
         kwargs = {name: executor._value(arg) for name, arg in spec.kwargs.items()}
