@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 #: How many borrowed objects one watch_objects call registers at most.
 _WATCH_BATCH = 1000
+#: How many waiters the resolver takes from its inbox at once.
+_RESOLVE_BATCH = 10_000
 
 AnyFuture = concurrent.futures.Future | asyncio.Future
 
@@ -128,7 +130,7 @@ class FutureResolver:
         while True:
             batch = [self._inbox.get()]
             try:
-                while len(batch) < 10_000:
+                while len(batch) < _RESOLVE_BATCH:
                     batch.append(self._inbox.get_nowait())
             except queue.Empty:
                 pass
@@ -139,11 +141,15 @@ class FutureResolver:
             for item in batch:
                 if item is None:
                     return
-                if isinstance(item, _Waiter):
+                if not isinstance(item, _Waiter):
+                    continue
+                try:
                     if item.loop is None:
                         _complete(item, *self._outcome(item))
                     elif not item.future.done():  # not cancelled meanwhile
                         by_loop.setdefault(item.loop, []).append((item, *self._outcome(item)))
+                except Exception:  # one broken waiter must not stop the others' futures
+                    logger.exception("redray: could not complete the future of %s", item.ref)
             for loop, outcomes in by_loop.items():
                 try:
                     loop.call_soon_threadsafe(_complete_all, outcomes)
