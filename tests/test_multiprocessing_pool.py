@@ -205,3 +205,9 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ")[-1][0] != "Z"
     except OSError:
         return False
+
+
+def test_maxtasksperchild_replaces_a_process_after_its_batches(ray_start) -> None:
+    with Pool(processes=1, maxtasksperchild=1) as pool:
+        pids = pool.map(pid_of, range(3), chunksize=1)
+    assert len(set(pids)) == 3
