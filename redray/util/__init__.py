@@ -1,8 +1,11 @@
 """Utilities with Ray's names: scheduling strategies, placement groups, ActorPool, queue,
 multiprocessing and joblib."""
 
+import importlib
+from typing import Any
+
 from redray.actor import list_named_actors
-from redray.util import multiprocessing, queue, scheduling_strategies
+from redray.util import scheduling_strategies
 from redray.util.actor_pool import ActorPool
 from redray.util.check_serialize import inspect_serializability
 from redray.util.helpers import as_completed, map_unordered
@@ -26,11 +29,19 @@ __all__ = [
     "inspect_serializability",
     "list_named_actors",
     "map_unordered",
-    "multiprocessing",
     "placement_group",
     "placement_group_table",
-    "queue",
     "register_serializer",
     "remove_placement_group",
     "scheduling_strategies",
 ]
+
+#: Submodules loaded on first use (`redray.util.queue`, ...), as in Ray, where they are not
+#: imported by `import ray`: `import redray` does not pay for stdlib multiprocessing.
+_LAZY_SUBMODULES = ("joblib", "multiprocessing", "queue")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
