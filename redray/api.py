@@ -18,6 +18,7 @@ from redray.client.node_view import read_nodes
 from redray.cluster import EmbeddedCluster, resolve_address, start_embedded_cluster
 from redray.control import keys
 from redray.generators import ObjectRefGenerator
+from redray.jobs.records import JOB_RUNTIME_ENV
 from redray.object_ref import ObjectRef
 from redray.runtime_env import packages
 from redray.runtime_env import spec as runtime_env_spec
@@ -103,6 +104,8 @@ def init(
                 "prior to 'redray.init()'."
             )
         _check_resources(num_cpus, num_gpus, resources, object_store_memory)
+        if runtime_env is None and os.environ.get(JOB_RUNTIME_ENV):  # a submitted job's
+            runtime_env = json.loads(os.environ[JOB_RUNTIME_ENV])
         runtime_env_spec.check("runtime_env", runtime_env)
         job_env, uploads = packages.prepare(runtime_env) if runtime_env else (None, {})
         target = resolve_address(address or redis_address)

@@ -33,7 +33,7 @@ from typing import Any
 import psutil
 import redis
 
-from redray import ids
+from redray import cli_jobs, ids
 from redray.client.node_view import read_nodes
 from redray.cluster import (
     connect_kwargs,
@@ -232,6 +232,36 @@ def _start_node(
     return process, {**record, **_process_record(process.pid)}
 
 
+def _start_job_manager(
+    redis_kwargs: dict[str, Any], address: str, node_id: str, session: Path
+) -> subprocess.Popen:
+    """The head's job manager (redray.jobs.manager); the password goes by environment."""
+    config = {
+        "redis_kwargs": {k: v for k, v in redis_kwargs.items() if k != "password"},
+        "address": address,
+        "node_id": node_id,
+        "log_dir": str(session),
+    }
+    log_path = session / "job-manager.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "redray.jobs.manager", json.dumps(config)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    client = redis.Redis(**redis_kwargs)
+    deadline = time.monotonic() + _STOP_TIMEOUT
+    try:
+        while not client.exists(keys.JOB_MANAGER):  # jobs can be submitted once we return
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise CliError(f"the job manager did not start; see {log_path}")
+            time.sleep(0.02)
+    finally:
+        client.close()
+    return process
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     if args.head:
         return _start_head(args)
@@ -255,6 +285,7 @@ def _start_head(args: argparse.Namespace) -> int:
             )
         session = _new_session_dir()
         server = None
+        manager: subprocess.Popen | None = None
         node_id = ids.new_node_id()
         try:
             if args.address:  # an external Redis, e.g. a managed one or a container
@@ -274,8 +305,11 @@ def _start_head(args: argparse.Namespace) -> int:
             pipe.hset(keys.CLUSTER, mapping=facts)
             pipe.execute()
             client.close()
+            manager = _start_job_manager(redis_kwargs, address, node_id, session)
             process, node = _start_node(args, redis_kwargs, password, session, True, node_id)
         except BaseException:
+            if manager is not None:
+                manager.kill()
             if server is not None:
                 server.stop()
             raise
@@ -287,11 +321,12 @@ def _start_head(args: argparse.Namespace) -> int:
             "redis": _process_record(server.process.pid) if server else None,
             "unix_socket": server.unix_socket if server else None,
             "nodes": [node],
+            "job_manager": _process_record(manager.pid),
         }
         _write_state(state)
     _print_started(state, generated)
     if args.block:
-        return _block(state, [process] + ([server.process] if server else []))
+        return _block(state, [process, manager] + ([server.process] if server else []))
     return 0
 
 
@@ -336,9 +371,13 @@ def _start_worker_node(args: argparse.Namespace) -> int:
 def _head_node(redis_kwargs: dict[str, Any]) -> str | None:
     client = redis.Redis(**redis_kwargs)
     try:
-        head = client.hget(keys.CLUSTER, "head_node")
+        return _head_node_of(client)
     finally:
         client.close()
+
+
+def _head_node_of(client: redis.Redis) -> str | None:
+    head = client.hget(keys.CLUSTER, "head_node")
     return head.decode() if head else None
 
 
@@ -381,9 +420,14 @@ def _terminate(processes: list[psutil.Process]) -> None:
 
 
 def _stop_recorded(state: dict[str, Any]) -> int:
-    """Stop the nodes (other nodes first, the head last), then redis-server."""
+    """Stop the job manager (and so the running jobs), the nodes (other nodes first, the
+    head last), then redis-server."""
     nodes = sorted(state["nodes"], key=lambda node: node["is_head"])
     stopped = 0
+    manager = _running(state.get("job_manager"))
+    if manager is not None:
+        _terminate([manager])
+        stopped += 1
     for node in nodes:
         process = _running(node)
         if process is not None:
@@ -529,6 +573,26 @@ def cmd_errors(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health_check(args: argparse.Namespace) -> int:
+    """Exit 0 when this machine's nodes run and heartbeat in the cluster's Redis (a
+    container's healthcheck); 1, saying why, otherwise."""
+    address, client = _cluster_client(args)
+    try:
+        head_node = _head_node_of(client)
+    except redis.RedisError as error:
+        raise CliError(f"the cluster's Redis at {address} does not answer: {error}") from None
+    state = recorded_cluster()
+    if state is None or state.get("head_node") != head_node or not state["nodes"]:
+        raise CliError(f"no node of the cluster at {address} was started on this machine")
+    for node in state["nodes"]:
+        if _running(node) is None:
+            raise CliError(f"node {node['node_id']}: its daemon (pid {node['pid']}) is not running")
+        if not client.exists(keys.node_alive(node["node_id"])):
+            raise CliError(f"node {node['node_id']}: no current heartbeat in {address}")
+    print(f"healthy: {len(state['nodes'])} node(s) of this machine in the cluster at {address}")
+    return 0
+
+
 # ---- the command line ----------------------------------------------------------------
 
 
@@ -565,6 +629,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, handler, text in (
         ("status", cmd_status, "show the nodes and resources of a cluster"),
         ("errors", cmd_errors, "show failed tasks, newest first"),
+        ("health-check", cmd_health_check, "exit 0 if this machine's nodes are healthy"),
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("--address", help="HOST:PORT (default: this machine's cluster)")
@@ -572,6 +637,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "errors":
             command.add_argument("--limit", type=int, default=20)
         command.set_defaults(handler=handler)
+    cli_jobs.add_parser(commands, PASSWORD_ENV)
     return parser
 
 

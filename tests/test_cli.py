@@ -70,7 +70,7 @@ class CliCluster:
 
     def remember(self) -> None:
         state = self.state() or {"nodes": []}
-        for record in [state.get("redis"), *state["nodes"]]:
+        for record in [state.get("redis"), state.get("job_manager"), *state["nodes"]]:
             if record:
                 self.processes[record["pid"]] = record["created"]
         self.node_ids.update(node["node_id"] for node in state["nodes"])
