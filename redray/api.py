@@ -8,6 +8,7 @@ import json
 import logging
 import operator
 import os
+import subprocess
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 # Ray accepts these init() keywords; they have no meaning for redray and are ignored.
 _IGNORED_INIT_KWARGS = {
-    "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging",
+    "configure_logging",
     "logging_format", "log_to_driver", "local_mode", "_system_config", "_temp_dir",
     "_plasma_directory", "_node_ip_address", "_enable_object_reconstruction",
     "enable_resource_isolation", "logging_config", "_metrics_export_port", "storage",
@@ -43,6 +44,9 @@ class _Session:
         self.client = client
         self.address = address
         self.cluster = cluster
+        #: The embedded cluster's dashboard process and its URL, when it has one.
+        self.dashboard: subprocess.Popen | None = None
+        self.dashboard_url: str | None = None
 
 
 _session: _Session | None = None
@@ -57,8 +61,8 @@ class RayContext(dict):
         return dict(self)
 
     @property
-    def dashboard_url(self) -> None:
-        return None
+    def dashboard_url(self) -> str | None:
+        return self.get("webui_url") or None
 
     def __enter__(self) -> RayContext:
         return self
@@ -82,12 +86,17 @@ def init(
     redis_address: str | None = None,
     _redis_password: str | None = None,
     runtime_env: dict[str, Any] | None = None,
+    include_dashboard: bool | None = None,
+    dashboard_host: str = "127.0.0.1",
+    dashboard_port: int | None = None,
     **kwargs: Any,
 ) -> RayContext:
     """Start an embedded cluster (no address) or join a running one (address=).
 
     `runtime_env` is the job's default for its tasks and actors (theirs override it field by
     field); its working_dir and py_modules are packed here, before anything starts.
+    `include_dashboard=True` serves an embedded cluster's dashboard (on `dashboard_port`,
+    default 8265); a joined cluster's dashboard is its head's.
     """
     global _session
     unknown = set(kwargs) - _IGNORED_INIT_KWARGS
@@ -145,6 +154,8 @@ def init(
         for name, data in uploads.items():
             packages.upload(client.redis, name, data)
         _session = _Session(client, shown_address, cluster)
+        if cluster is not None and include_dashboard:
+            _start_dashboard(_session, dashboard_host, dashboard_port)
         runtime_context.current.runtime_env = job_env
         runtime_context.current.job_id = client.job_id
         runtime_context.current.node_id = node_id or ""
@@ -161,7 +172,28 @@ def _context(session: _Session) -> RayContext:
         gcs_address=session.address,
         node_id=session.client.node_id,
         session_dir=session.cluster.session_dir if session.cluster else None,
+        webui_url=session.dashboard_url,
     )
+
+
+def _start_dashboard(session: _Session, host: str, port: int | None) -> None:
+    from pathlib import Path
+
+    from redray.dashboard.launcher import DEFAULT_PORT, start_dashboard
+
+    assert session.cluster is not None
+    try:
+        session.dashboard, session.dashboard_url, _ = start_dashboard(
+            session.cluster.redis_kwargs,
+            None,
+            host,
+            port or DEFAULT_PORT,
+            Path(session.cluster.session_dir) / "dashboard.log",
+            owner_pid=os.getpid(),
+        )
+    except BaseException:
+        shutdown()
+        raise
 
 
 def _next_job_id(redis_kwargs: dict[str, Any]) -> str:
@@ -214,6 +246,9 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
 
         shutdown_client(session.client, remove_owned=session.cluster is None)
         session.client.close()
+        if session.dashboard is not None:
+            session.dashboard.terminate()
+            session.dashboard.wait(timeout=10)
         if session.cluster is not None:
             session.cluster.stop()
         runtime_context.current.job_id = ""

@@ -262,6 +262,20 @@ def _start_job_manager(
     return process
 
 
+def _start_dashboard(
+    args: argparse.Namespace, redis_kwargs: dict[str, Any], password: str | None, session: Path
+) -> tuple[subprocess.Popen, str, str | None]:
+    from redray.dashboard.launcher import DEFAULT_PORT, start_dashboard
+
+    try:
+        return start_dashboard(
+            redis_kwargs, password, args.dashboard_host, args.dashboard_port or DEFAULT_PORT,
+            session / "dashboard.log",
+        )  # fmt: skip
+    except RuntimeError as error:
+        raise CliError(str(error)) from None
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     if args.head:
         return _start_head(args)
@@ -286,6 +300,9 @@ def _start_head(args: argparse.Namespace) -> int:
         session = _new_session_dir()
         server = None
         manager: subprocess.Popen | None = None
+        process: subprocess.Popen | None = None
+        dashboard: subprocess.Popen | None = None
+        token: str | None = None
         node_id = ids.new_node_id()
         try:
             if args.address:  # an external Redis, e.g. a managed one or a container
@@ -307,7 +324,16 @@ def _start_head(args: argparse.Namespace) -> int:
             client.close()
             manager = _start_job_manager(redis_kwargs, address, node_id, session)
             process, node = _start_node(args, redis_kwargs, password, session, True, node_id)
+            if args.dashboard_port or args.include_dashboard:
+                dashboard, facts["dashboard_url"], token = _start_dashboard(
+                    args, redis_kwargs, password, session
+                )
+                redis.Redis(**redis_kwargs).hset(
+                    keys.CLUSTER, "dashboard_url", facts["dashboard_url"]
+                )
         except BaseException:
+            if process is not None:
+                _terminate([psutil.Process(process.pid)])
             if manager is not None:
                 manager.kill()
             if server is not None:
@@ -322,11 +348,17 @@ def _start_head(args: argparse.Namespace) -> int:
             "unix_socket": server.unix_socket if server else None,
             "nodes": [node],
             "job_manager": _process_record(manager.pid),
+            "dashboard": _process_record(dashboard.pid) if dashboard else None,
+            "dashboard_url": facts.get("dashboard_url"),
         }
         _write_state(state)
     _print_started(state, generated)
+    if dashboard is not None:
+        shown = f"http://{state['dashboard_url']}" + (f"/?token={token}" if token else "")
+        print(f"Dashboard: {shown}")
     if args.block:
-        return _block(state, [process, manager] + ([server.process] if server else []))
+        children = [process, manager] + ([server.process] if server else [])
+        return _block(state, children + ([dashboard] if dashboard else []))
     return 0
 
 
@@ -424,10 +456,11 @@ def _stop_recorded(state: dict[str, Any]) -> int:
     head last), then redis-server."""
     nodes = sorted(state["nodes"], key=lambda node: node["is_head"])
     stopped = 0
-    manager = _running(state.get("job_manager"))
-    if manager is not None:
-        _terminate([manager])
-        stopped += 1
+    for record in (state.get("dashboard"), state.get("job_manager")):
+        helper = _running(record)
+        if helper is not None:
+            _terminate([helper])
+            stopped += 1
     for node in nodes:
         process = _running(node)
         if process is not None:
@@ -529,6 +562,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     nodes = read_nodes(client, include_dead=True)
     alive_count = sum(alive for _, alive in nodes)
     print(f"======== redray cluster at {address} ========")
+    dashboard_url = client.hget(keys.CLUSTER, "dashboard_url")
+    if dashboard_url:
+        print(f"Dashboard: http://{dashboard_url.decode()}")
     print(f"Nodes: {alive_count} alive, {len(nodes) - alive_count} dead")
     total: dict[str, float] = {}
     available: dict[str, float] = {}
@@ -620,6 +656,15 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--object-store-memory", type=int, help="bytes")
     start.add_argument(
         "--block", action="store_true", help="stay in the foreground; SIGTERM stops it all"
+    )
+    start.add_argument(
+        "--include-dashboard", action="store_true", help="serve the dashboard (--head)"
+    )
+    start.add_argument("--dashboard-port", type=int, help="serve the dashboard on this port")
+    start.add_argument(
+        "--dashboard-host",
+        default="127.0.0.1",
+        help="the address the dashboard binds to; beyond loopback it requires a token",
     )
     start.set_defaults(handler=cmd_start)
 
