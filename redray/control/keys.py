@@ -15,8 +15,8 @@ test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 | {p}node:{id}:clients             | set    | client processes of that node (its daemon watches)   |
 | {p}node_events                   | stream | node joined / left, owner died: read by every client |
 | {p}fn:{function_id}              | string | pickled function or class, exported once             |
-| {p}jobs                          | hash   | submission_id -> JSON job record (status, entrypoint, |
-|                                  |        | times, exit code, runtime_env, metadata)             |
+| {p}jobs                          | hash   | submission_id -> JSON job record (status,            |
+|                                  |        | entrypoint, times, exit code, runtime_env, metadata) |
 | {p}job:{id}:logs                 | stream | a submitted job's output lines (capped)              |
 | {p}job_requests                  | list   | JSON start/stop requests for the job manager         |
 | {p}job_manager                   | string | the job manager's heartbeat (TTL)                    |
