@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
 import itertools
 import json
 import logging
@@ -11,6 +10,7 @@ import operator
 import os
 import signal
 import sys
+import subprocess
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -21,18 +21,21 @@ from redray.client.node_view import read_nodes
 from redray.cluster import EmbeddedCluster, resolve_address, start_embedded_cluster
 from redray.control import keys
 from redray.generators import ObjectRefGenerator
+from redray.jobs.records import JOB_RUNTIME_ENV
 from redray.object_ref import ObjectRef
+from redray.runtime_env import packages
+from redray.runtime_env import spec as runtime_env_spec
 
 logger = logging.getLogger(__name__)
 
 # Ray accepts these init() keywords; they have no meaning for redray and are ignored.
 _IGNORED_INIT_KWARGS = {
-    "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging",
+    "configure_logging",
     "logging_format", "log_to_driver", "local_mode", "_system_config", "_temp_dir",
     "_plasma_directory", "_node_ip_address", "_enable_object_reconstruction",
     "enable_resource_isolation", "logging_config", "_metrics_export_port", "storage",
     "job_config", "_tracing_startup_hook", "_skip_env_hook", "node_ip_address",
-    "logging_level", "runtime_env", "object_spilling_directory", "_node_name",
+    "logging_level", "object_spilling_directory", "_node_name",
     "_driver_object_store_memory", "num_workers", "redirect_output", "object_id_seed",
     "driver_mode", "num_redis_shards", "plasma_directory", "huge_pages",
 }  # fmt: skip
@@ -43,6 +46,9 @@ class _Session:
         self.client = client
         self.address = address
         self.cluster = cluster
+        #: The embedded cluster's dashboard process and its URL, when it has one.
+        self.dashboard: subprocess.Popen | None = None
+        self.dashboard_url: str | None = None
 
 
 _session: _Session | None = None
@@ -57,8 +63,8 @@ class RayContext(dict):
         return dict(self)
 
     @property
-    def dashboard_url(self) -> None:
-        return None
+    def dashboard_url(self) -> str | None:
+        return self.get("webui_url") or None
 
     def __enter__(self) -> RayContext:
         return self
@@ -81,9 +87,19 @@ def init(
     namespace: str | None = None,
     redis_address: str | None = None,
     _redis_password: str | None = None,
+    runtime_env: dict[str, Any] | None = None,
+    include_dashboard: bool | None = None,
+    dashboard_host: str = "127.0.0.1",
+    dashboard_port: int | None = None,
     **kwargs: Any,
 ) -> RayContext:
-    """Start an embedded cluster (no address) or join a running one (address=)."""
+    """Start an embedded cluster (no address) or join a running one (address=).
+
+    `runtime_env` is the job's default for its tasks and actors (theirs override it field by
+    field); its working_dir and py_modules are packed here, before anything starts.
+    `include_dashboard=True` serves an embedded cluster's dashboard (on `dashboard_port`,
+    default 8265); a joined cluster's dashboard is its head's.
+    """
     global _session
     unknown = set(kwargs) - _IGNORED_INIT_KWARGS
     if unknown:
@@ -105,6 +121,10 @@ def init(
             from redray.control.reconnect import set_grace_seconds
 
             set_grace_seconds(grace)
+        if runtime_env is None and os.environ.get(JOB_RUNTIME_ENV):  # a submitted job's
+            runtime_env = json.loads(os.environ[JOB_RUNTIME_ENV])
+        runtime_env_spec.check("runtime_env", runtime_env)
+        job_env, uploads = packages.prepare(runtime_env) if runtime_env else (None, {})
         target = resolve_address(address or redis_address)
         password = _redis_password or os.environ.get("REDRAY_REDIS_PASSWORD")
         cluster = None
@@ -139,7 +159,12 @@ def init(
             kind="driver",
         )
         client.nodes.refresh()
+        for name, data in uploads.items():
+            packages.upload(client.redis, name, data)
         _session = _Session(client, shown_address, cluster)
+        if cluster is not None and include_dashboard:
+            _start_dashboard(_session, dashboard_host, dashboard_port)
+        runtime_context.current.runtime_env = job_env
         runtime_context.current.job_id = client.job_id
         runtime_context.current.node_id = node_id or ""
         runtime_context.current.namespace = client.namespace or client.job_id
@@ -165,7 +190,28 @@ def _context(session: _Session) -> RayContext:
         gcs_address=session.address,
         node_id=session.client.node_id,
         session_dir=session.cluster.session_dir if session.cluster else None,
+        webui_url=session.dashboard_url,
     )
+
+
+def _start_dashboard(session: _Session, host: str, port: int | None) -> None:
+    from pathlib import Path
+
+    from redray.dashboard.launcher import DEFAULT_PORT, start_dashboard
+
+    assert session.cluster is not None
+    try:
+        session.dashboard, session.dashboard_url, _ = start_dashboard(
+            session.cluster.redis_kwargs,
+            None,
+            host,
+            port or DEFAULT_PORT,
+            Path(session.cluster.session_dir) / "dashboard.log",
+            owner_pid=os.getpid(),
+        )
+    except BaseException:
+        shutdown()
+        raise
 
 
 def _next_job_id(redis_kwargs: dict[str, Any]) -> str:
@@ -219,9 +265,13 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
 
         shutdown_client(session.client, remove_owned=session.cluster is None and reachable)
         session.client.close()
+        if session.dashboard is not None:
+            session.dashboard.terminate()
+            session.dashboard.wait(timeout=10)
         if session.cluster is not None:
             session.cluster.stop()
         runtime_context.current.job_id = ""
+        runtime_context.current.runtime_env = None
 
 
 atexit.register(shutdown)
@@ -359,19 +409,6 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
 def _check_timeout(timeout: float | None) -> None:
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"'timeout' must be None or a non-negative number, got {timeout!r}.")
-
-
-def future_of(ref: ObjectRef) -> concurrent.futures.Future:
-    future: concurrent.futures.Future = concurrent.futures.Future()
-
-    def resolve() -> None:
-        try:
-            future.set_result(get(ref))
-        except BaseException as error:  # the future carries whatever get raised
-            future.set_exception(error)
-
-    threading.Thread(target=resolve, daemon=True).start()
-    return future
 
 
 # ---- cluster introspection -----------------------------------------------------------

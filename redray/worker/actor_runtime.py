@@ -82,7 +82,11 @@ def run_actor(
     current = runtime_context.current
     current.actor_id = actor_id
     current.actor_name = spec.extra.get("name", "")
+    current.assigned_resources = {
+        name: float(amount) for name, amount in spec.extra.get("held", {}).items() if amount
+    }
     try:
+        executor.code_env.apply(spec.runtime_env)
         cls = executor._functions.load(spec.function_id)
         args = [executor._value(arg) for arg in spec.args]
         kwargs = {name: executor._value(arg) for name, arg in spec.kwargs.items()}
@@ -414,6 +418,7 @@ class ActorRuntime:
         current = runtime_context.current
         current.task_id = spec.task_id
         current.task_name = spec.name
+        current.function_name = f"{type(self.instance).__module__}.{spec.name}"
 
     def _run(
         self, entry_id: bytes, fields: dict[bytes, bytes], defer: bool = False

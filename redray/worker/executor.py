@@ -14,9 +14,11 @@ from redray import generators, runtime_context
 from redray.client.core import CoreClient
 from redray.client.object_table import Entry
 from redray.control import keys, results
-from redray.exceptions import RayTaskError, TaskCancelledError
+from redray.exceptions import RayTaskError, RuntimeEnvSetupError, TaskCancelledError
 from redray.object_ref import ObjectRef
-from redray.objectstore.serialization import deserialize, dumps, serialize
+from redray.objectstore.serializability import serialization_error
+from redray.objectstore.serialization import SerializedObject, deserialize, dumps, serialize
+from redray.runtime_env.worker_env import CodeEnvironment
 from redray.task_spec import Arg, TaskSpec
 from redray.worker.functions import FunctionCache
 from redray.worker.result_writer import ResultWriter
@@ -34,6 +36,7 @@ class TaskExecutor:
         self._writer = ResultWriter(client.redis, client.commands)
         #: Environment variables the running task's runtime_env replaced, to restore.
         self._saved_env: dict[str, str | None] = {}
+        self.code_env = CodeEnvironment(client.redis, client.node_id or "")
 
     def finish_commit(self) -> None:
         """Wait for Redis to confirm the last task's commit (call after reporting done)."""
@@ -47,6 +50,7 @@ class TaskExecutor:
         finally:
             runtime_context.current.task_id = None
             runtime_context.current.task_name = None
+            runtime_context.current.function_name = None
             self._restore_env()
         self._client.local_objects.release_freed_mappings()  # before the caller hears back
         if error is not None and self._should_retry(spec, error):
@@ -88,7 +92,13 @@ class TaskExecutor:
 
     def _call(self, spec: TaskSpec) -> tuple[list[Entry], BaseException | None]:
         try:
+            self.code_env.apply(spec.runtime_env)
+        except RuntimeEnvSetupError as error:  # raised by get() as it is, as in Ray
+            data = dumps(error)
+            return [Entry("e", len(data), "", data)] * max(1, spec.num_returns), None
+        try:
             function = self._functions.load(spec.function_id)
+            runtime_context.current.function_name = _function_name(function)
             args = [self._value(arg) for arg in spec.args]
             kwargs = {name: self._value(arg) for name, arg in spec.kwargs.items()}
             self._client.children = []
@@ -175,7 +185,7 @@ class TaskExecutor:
                 )
             values = list(result)
         return [
-            self._client.store_serialized(object_id, serialize(value))
+            self._client.store_serialized(object_id, _serialize_return(spec, value))
             for object_id, value in zip(spec.return_ids, values)
         ]
 
@@ -221,3 +231,17 @@ class TaskExecutor:
         spec.attempt += 1
         pipe.xadd(keys.node_queue(client.node_id or ""), {"s": pickle.dumps(spec, protocol=5)})
         pipe.execute()
+
+
+def _function_name(function: Any) -> str:
+    """What get_runtime_context().get_task_function_name() says: "<module>.<qualname>"."""
+    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", "")
+    return f"{getattr(function, '__module__', '')}.{name}"
+
+
+def _serialize_return(spec: TaskSpec, value: Any) -> SerializedObject:
+    try:
+        return serialize(value)
+    except Exception as error:
+        what = f"the return value {value!r} of task {spec.name}"
+        raise serialization_error(what, value, error) from error
