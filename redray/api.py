@@ -9,8 +9,8 @@ import logging
 import operator
 import os
 import signal
-import sys
 import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
