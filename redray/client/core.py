@@ -98,8 +98,9 @@ class CoreClient:
         #: Parked tasks that a dead node could have run: task id -> (parked at, node).
         self._parked_for_dead: dict[str, tuple[float, str]] = {}
         #: Owned tasks sent to a node and not finished: task id -> (node id, return ids).
-        #: Tasks queued on a node and not finished: task id -> (node, return ids, demand).
-        self._in_flight: dict[str, tuple[str, list[str], dict[str, float]]] = {}
+        #: Tasks queued on a node and not finished: task id -> (node, return ids, demand,
+        #: the batcher generation it was written in: client/store_reset.py).
+        self._in_flight: dict[str, tuple[str, list[str], dict[str, float], int]] = {}
         #: Owned actor calls not finished: task id -> (actor id, return ids), for cancel().
         self._actor_calls: dict[str, tuple[str, list[str]]] = {}
         #: Tasks submitted by the task this worker is running (for recursive cancel).
