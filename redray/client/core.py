@@ -97,7 +97,6 @@ class CoreClient:
         self._infeasible: list[tuple[TaskSpec, Any]] = []
         #: Parked tasks that a dead node could have run: task id -> (parked at, node).
         self._parked_for_dead: dict[str, tuple[float, str]] = {}
-        #: Owned tasks sent to a node and not finished: task id -> (node id, return ids).
         #: Tasks queued on a node and not finished: task id -> (node, return ids, demand,
         #: the batcher generation it was written in: client/store_reset.py).
         self._in_flight: dict[str, tuple[str, list[str], dict[str, float], int]] = {}
