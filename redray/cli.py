@@ -233,7 +233,7 @@ def _start_node(
 
 
 def _start_job_manager(
-    redis_kwargs: dict[str, Any], address: str, node_id: str, session: Path
+    redis_kwargs: dict[str, Any], password: str | None, address: str, node_id: str, session: Path
 ) -> subprocess.Popen:
     """The head's job manager (redray.jobs.manager); the password goes by environment."""
     config = {
@@ -246,6 +246,7 @@ def _start_job_manager(
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "redray.jobs.manager", json.dumps(config)],
+            env={**os.environ, **({PASSWORD_ENV: password} if password else {})},
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
@@ -322,7 +323,7 @@ def _start_head(args: argparse.Namespace) -> int:
             pipe.hset(keys.CLUSTER, mapping=facts)
             pipe.execute()
             client.close()
-            manager = _start_job_manager(redis_kwargs, address, node_id, session)
+            manager = _start_job_manager(redis_kwargs, password, address, node_id, session)
             process, node = _start_node(args, redis_kwargs, password, session, True, node_id)
             if args.dashboard_port or args.include_dashboard:
                 dashboard, facts["dashboard_url"], token = _start_dashboard(
