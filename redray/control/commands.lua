@@ -157,6 +157,7 @@ for i = 4, #ARGV do record[#record + 1] = ARGV[i] end
 redis.call('HSET', akey, 'state', 'pending', 'handles', 1, 'restarts', 0, 'name_key', name_key,
   unpack(record))
 redis.call('XGROUP', 'CREATE', akey .. ':mailbox', 'actor', '0', 'MKSTREAM')
+redis.call('SADD', p .. 'actors', actor_id)
 return ''
 
 -- command: actor_call
@@ -448,3 +449,47 @@ for i = 1, #all, 2 do
   end
 end
 return out
+
+-- command: task_events
+-- Tables: task events (task_events:<job>, task_events:<job>:meta).
+-- Records task state changes (redray/client/task_events.py). Each task attempt has one
+-- field in its job's hash: a header "<rank><STATE>" (the most advanced state seen so far,
+-- so events arriving out of order from the submitter, the node and the worker still leave
+-- the right one), then one JSON segment per line. A job holds at most `cap` attempts
+-- (its meta hash, else the default); segments of attempts beyond it are counted in the
+-- meta's `dropped`, never silently lost. Both keys expire `ttl` s after the last write.
+-- ARGV: prefix, default cap, default ttl, then groups of job, field, rank, state, segment
+local p, default_cap, default_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local jobs = {}
+for i = 4, #ARGV, 5 do
+  local job, field, rank, state, seg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local key = p .. 'task_events:' .. job
+  local j = jobs[job]
+  if not j then
+    local conf = redis.call('HMGET', key .. ':meta', 'cap', 'ttl')
+    j = {cap = tonumber(conf[1]) or default_cap, ttl = tonumber(conf[2]) or default_ttl,
+         count = redis.call('HLEN', key), dropped = 0}
+    jobs[job] = j
+  end
+  local cur = redis.call('HGET', key, field)
+  if cur then
+    if tonumber(rank) >= tonumber(string.sub(cur, 1, 1)) then
+      cur = rank .. state .. string.sub(cur, string.find(cur, '\n', 1, true))
+    end
+    redis.call('HSET', key, field, cur .. '\n' .. seg)
+  elseif j.count < j.cap then
+    j.count = j.count + 1
+    redis.call('HSET', key, field, rank .. state .. '\n' .. seg)
+  else
+    j.dropped = j.dropped + 1
+  end
+end
+for job, j in pairs(jobs) do
+  local key = p .. 'task_events:' .. job
+  if j.dropped > 0 then
+    redis.call('HINCRBY', key .. ':meta', 'dropped', j.dropped)
+  end
+  redis.call('EXPIRE', key, j.ttl)
+  redis.call('EXPIRE', key .. ':meta', j.ttl)
+end
+return 1

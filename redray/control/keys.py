@@ -26,6 +26,12 @@ test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 | {p}clients                       | hash   | client_id -> JSON (pid, node, kind), for liveness    |
 | {p}owned:{client_id}             | set    | ids of the committed objects a client process owns   |
 | {p}dead_owners                   | set    | client ids whose objects were released at death      |
+| {p}jobs                          | hash   | job_id -> JSON job record (driver, status, times)    |
+| {p}actors                        | set    | every actor id (list_actors; stale ids are dropped)  |
+| {p}task_events:{job}             | hash   | "<task id>:<attempt>" -> that attempt's state record: |
+|                                  |        | "<rank><STATE>" line, then JSON event segments      |
+|                                  |        | (redray/client/task_events.py); capped per job      |
+| {p}task_events:{job}:meta        | hash   | cap, ttl (set by the driver), dropped (a count)      |
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ NODES = PREFIX + "nodes"
 NODE_EVENTS = PREFIX + "node_events"
 ERRORS = PREFIX + "errors"
 CLIENTS = PREFIX + "clients"
+JOBS = PREFIX + "jobs"
+ACTORS = PREFIX + "actors"
 
 #: The consumer group every node daemon uses on its own queue stream.
 QUEUE_GROUP = "daemon"
@@ -84,6 +92,14 @@ def notify(client_id: str) -> str:
 
 def task(task_id: str) -> str:
     return f"{PREFIX}task:{task_id}"
+
+
+def task_events(job_id: str) -> str:
+    return f"{PREFIX}task_events:{job_id}"
+
+
+def task_events_meta(job_id: str) -> str:
+    return f"{PREFIX}task_events:{job_id}:meta"
 
 
 # ---- actors (redray/actor.py, redray/worker/actor_runtime.py) -------------------------

@@ -414,6 +414,7 @@ class ActorRuntime:
         current = runtime_context.current
         current.task_id = spec.task_id
         current.task_name = spec.name
+        self.client.task_events.running(spec, current.node_id, current.worker_id)
 
     def _run(
         self, entry_id: bytes, fields: dict[bytes, bytes], defer: bool = False
