@@ -231,8 +231,9 @@ class TaskEventBuffer:
         fields: dict[str, Any] = {"node_id": node_id, "worker_id": worker_id, "worker_pid": _PID}
         if spec.attempt:
             fields.update(static_fields(spec))
-        self.record(spec, SUBMITTED_TO_WORKER, ts, **fields)
-        self.record(spec, RUNNING, ts)
+        if spec.extra.get("method") is None:  # an actor call was sent to it when submitted
+            self.record(spec, SUBMITTED_TO_WORKER, ts)
+        self.record(spec, RUNNING, ts, **fields)
 
     def retrying(self, spec: TaskSpec, error: dict[str, Any]) -> None:
         """Attempt `spec.attempt` failed with `error` and the next one is queued."""
