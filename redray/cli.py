@@ -5,6 +5,7 @@ a running cluster.
     redray start --address HOST:PORT ...                      # one more node
     redray stop                                               # stop what `start` started here
     redray status | redray errors
+    redray list|get|summary|memory|timeline ...               # what the cluster does (cli_state.py)
 
 `redray start` records what it started in the state file (`current_cluster.json` under
 REDRAY_STATE_DIR, default /tmp/redray), which `redray stop` reads and which lets drivers on
@@ -33,7 +34,7 @@ from typing import Any
 import psutil
 import redis
 
-from redray import ids
+from redray import cli_state, ids
 from redray.client.node_view import read_nodes
 from redray.cluster import (
     connect_kwargs,
@@ -506,6 +507,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name in sorted(available):
         if not name.startswith("node:"):
             print(f"  {_amount(name, available[name])} {name}")
+    print("\n".join(cli_state.demand_lines(client, [n for n, alive in nodes if alive])))
     return 0
 
 
@@ -572,7 +574,21 @@ def _parser() -> argparse.ArgumentParser:
         if name == "errors":
             command.add_argument("--limit", type=int, default=20)
         command.set_defaults(handler=handler)
+    cli_state.add_commands(commands, _add_cluster_arguments)
     return parser
+
+
+def _add_cluster_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--address", help="HOST:PORT (default: this machine's cluster)")
+    command.add_argument("--redis-password", help=f"Redis password (or ${PASSWORD_ENV})")
+    command.set_defaults(handler=_state_command)
+
+
+def _state_command(args: argparse.Namespace) -> int:
+    try:
+        return cli_state.run(args, _cluster_client)
+    except cli_state.StateCliError as error:
+        raise CliError(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -474,7 +474,8 @@ for i = 4, #ARGV, 5 do
   local cur = redis.call('HGET', key, field)
   if cur then
     if tonumber(rank) >= tonumber(string.sub(cur, 1, 1)) then
-      cur = rank .. state .. string.sub(cur, string.find(cur, '\n', 1, true))
+      local body = string.find(cur, '\n', 1, true)
+      cur = rank .. state .. string.sub(cur, body)
     end
     redis.call('HSET', key, field, cur .. '\n' .. seg)
   elseif j.count < j.cap then

@@ -137,9 +137,24 @@ def _check_limit(limit: int) -> None:
         raise ValueError(f"limit must be a non-negative int, got {limit!r}.")
 
 
-def _lister(
-    schema: type[StateSchema], source: Callable[[redis.Redis, list[Filter]], Iterable[dict]]
-) -> Callable[..., list[Any]]:
+Source = Callable[[redis.Redis, list[Filter]], Iterable[dict]]
+
+
+def list_from(
+    client: redis.Redis,
+    kind: str,
+    filters: Iterable[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT,
+    detail: bool = False,
+) -> list[Any]:
+    """list_<kind> against a given Redis client (the CLI's way in)."""
+    schema, source = SOURCES[kind]
+    _check_limit(limit)
+    checked = check_filters(schema, filters)
+    return _select(schema, source(client, checked), checked, limit, detail)
+
+
+def _lister(schema: type[StateSchema], source: Source) -> Callable[..., list[Any]]:
     def list_resources(
         address: str | None = None,
         filters: list[Filter] | None = None,
@@ -216,7 +231,10 @@ def summarize_tasks(
     _explain: bool = False,
 ) -> dict[str, Any]:
     """Task counts by function (or Class.method) and state, as Ray's summary."""
-    client = connect(address)
+    return task_summary(connect(address))
+
+
+def task_summary(client: redis.Redis) -> dict[str, Any]:
     _warn_dropped(client)
     summary: dict[str, dict[str, Any]] = {}
     total = total_actor_tasks = total_actor_scheduled = 0
@@ -315,9 +333,14 @@ def summarize_actors(
     raise_on_missing_output: bool = True,
     _explain: bool = False,
 ) -> dict[str, Any]:
+    """Actor counts by class and state."""
+    return actor_summary(connect(address))
+
+
+def actor_summary(client: redis.Redis) -> dict[str, Any]:
     summary: dict[str, dict[str, Any]] = {}
     total = 0
-    for record in _actor_records(connect(address), []):
+    for record in _actor_records(client, []):
         name = record["class_name"] or "?"
         entry = summary.setdefault(name, {"class_name": name, "state_counts": {}})
         entry["state_counts"][record["state"]] = entry["state_counts"].get(record["state"], 0) + 1
@@ -391,7 +414,12 @@ def summarize_objects(
     raise_on_missing_output: bool = True,
     _explain: bool = False,
 ) -> dict[str, Any]:
-    records = list(_object_records(connect(address), []))
+    """Object counts and sizes (one group: redray records no call sites)."""
+    return object_summary(connect(address))
+
+
+def object_summary(client: redis.Redis) -> dict[str, Any]:
+    records = list(_object_records(client, []))
     size_mb = sum(r["object_size"] for r in records) / 2**20
     group = {
         "total_objects": len(records),
@@ -542,3 +570,15 @@ def get_placement_group(
         if record["placement_group_id"] == id:
             return PlacementGroupState.from_record(record, detail=True)
     return None
+
+
+#: What each list_* reads: resource name (as the CLI spells it) -> (record type, source).
+SOURCES: dict[str, tuple[type[StateSchema], Source]] = {
+    "tasks": (TaskState, _task_records),
+    "actors": (ActorState, _actor_records),
+    "objects": (ObjectState, _object_records),
+    "nodes": (NodeState, _node_records),
+    "jobs": (JobState, _job_records),
+    "placement-groups": (PlacementGroupState, _placement_group_records),
+    "workers": (WorkerState, _worker_records),
+}
