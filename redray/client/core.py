@@ -310,6 +310,9 @@ class CoreClient:
         known of `object_ids`; False if `timeout` seconds passed first."""
         if satisfied():  # nothing to wait for: pending write replies are read later
             return True
+        # Buffered task events ride on this flush's round trip, so a task's record is
+        # complete (its submit segment too) by the time its result is seen.
+        self.task_events.flush()
         self.batcher.flush()
         if satisfied():
             return True
