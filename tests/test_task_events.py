@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from target_ray import TESTING_RAY, gated, ray, redray_only, wait_until
 
 if TESTING_RAY:
@@ -82,15 +81,11 @@ def test_finished_task_records_each_state_in_order(ray_start: Any) -> None:
     assert task.creation_time_ms <= task.start_time_ms <= task.end_time_ms
 
 
-def test_task_waiting_for_an_argument_is_pending_args_avail(
-    ray_start: Any, tmp_path: Path
-) -> None:
+def test_task_waiting_for_an_argument_is_pending_args_avail(ray_start: Any, tmp_path: Path) -> None:
     gate = str(tmp_path / "gate")
     dependency = gated.remote(gate)
     ref = events_ok.remote(dependency)
-    waiting = wait_until(
-        lambda: state.list_tasks(filters=[("task_id", "=", _task_id(ref))])
-    )
+    waiting = wait_until(lambda: state.list_tasks(filters=[("task_id", "=", _task_id(ref))]))
     assert waiting[0].state == "PENDING_ARGS_AVAIL"
     Path(gate).touch()
     assert ray.get(ref) == 2

@@ -110,13 +110,10 @@ def static_fields(spec: TaskSpec, actor_id: str | None = None) -> dict[str, Any]
     """What the attempt is: the fields that do not change as it runs. The submitter adds
     the parent task (the task it runs, if any)."""
     pg = spec.extra.get("pg")
+    # The task id, attempt and job are in the record's field and key: not repeated here.
     fields: dict[str, Any] = {
-        "task_id": spec.task_id,
-        "attempt_number": spec.attempt,
         "name": spec.name,
-        "func_or_class_name": spec.name,
         "type": task_type(spec),
-        "job_id": job_of(spec),
         "required_resources": spec.demand,
     }
     actor_id = actor_id or spec.extra.get("actor_id")
@@ -231,6 +228,8 @@ class TaskEventBuffer:
         fields: dict[str, Any] = {"node_id": node_id, "worker_id": worker_id, "worker_pid": _PID}
         if spec.attempt:
             fields.update(static_fields(spec))
+        else:  # what it is, even before the submitter's segment lands
+            fields.update(name=spec.name, type=task_type(spec))
         if spec.extra.get("method") is None:  # an actor call was sent to it when submitted
             self.record(spec, SUBMITTED_TO_WORKER, ts)
         self.record(spec, RUNNING, ts, **fields)

@@ -487,6 +487,7 @@ for i = 4, #ARGV, 5 do
 end
 for job, j in pairs(jobs) do
   local key = p .. 'task_events:' .. job
+  redis.call('SADD', p .. 'task_event_jobs', job)
   if j.dropped > 0 then
     redis.call('HINCRBY', key .. ':meta', 'dropped', j.dropped)
   end
@@ -494,3 +495,4 @@ for job, j in pairs(jobs) do
   redis.call('EXPIRE', key .. ':meta', j.ttl)
 end
 return 1
+

@@ -32,6 +32,7 @@ test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 |                                  |        | "<rank><STATE>" line, then JSON event segments      |
 |                                  |        | (redray/client/task_events.py); capped per job      |
 | {p}task_events:{job}:meta        | hash   | cap, ttl (set by the driver), dropped (a count)      |
+| {p}task_event_jobs               | set    | jobs that recorded task events (expired ones pruned) |
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ ERRORS = PREFIX + "errors"
 CLIENTS = PREFIX + "clients"
 JOBS = PREFIX + "jobs"
 ACTORS = PREFIX + "actors"
+TASK_EVENT_JOBS = PREFIX + "task_event_jobs"
 
 #: The consumer group every node daemon uses on its own queue stream.
 QUEUE_GROUP = "daemon"

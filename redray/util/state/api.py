@@ -137,7 +137,8 @@ def _check_limit(limit: int) -> None:
         raise ValueError(f"limit must be a non-negative int, got {limit!r}.")
 
 
-Source = Callable[[redis.Redis, list[Filter]], Iterable[dict]]
+#: Reads the records of one kind: (client, validated filters, limit) -> records.
+Source = Callable[[redis.Redis, list[Filter], int], Iterable[dict]]
 
 
 def list_from(
@@ -151,7 +152,7 @@ def list_from(
     schema, source = SOURCES[kind]
     _check_limit(limit)
     checked = check_filters(schema, filters)
-    return _select(schema, source(client, checked), checked, limit, detail)
+    return _select(schema, source(client, checked, limit), checked, limit, detail)
 
 
 def _lister(schema: type[StateSchema], source: Source) -> Callable[..., list[Any]]:
@@ -166,7 +167,7 @@ def _lister(schema: type[StateSchema], source: Source) -> Callable[..., list[Any
     ) -> list[Any]:
         _check_limit(limit)
         checked = check_filters(schema, filters)
-        return _select(schema, source(connect(address), checked), checked, limit, detail)
+        return _select(schema, source(connect(address), checked, limit), checked, limit, detail)
 
     return list_resources
 
@@ -174,7 +175,9 @@ def _lister(schema: type[StateSchema], source: Source) -> Callable[..., list[Any
 # ---- tasks -----------------------------------------------------------------------------
 
 
-def _task_records(client: redis.Redis, filters: list[Filter]) -> Iterator[dict[str, Any]]:
+def _task_records(
+    client: redis.Redis, filters: list[Filter], limit: int = 0
+) -> Iterator[dict[str, Any]]:
     _warn_dropped(client)
     return task_history.iter_records(client, filters)
 
@@ -270,7 +273,9 @@ _ACTOR_FIELDS = ("state", "class", "job", "name", "namespace", "node", "pid", "r
                  "detached", "death", "created")  # fmt: skip
 
 
-def _actor_records(client: redis.Redis, filters: list[Filter]) -> Iterator[dict[str, Any]]:
+def _actor_records(
+    client: redis.Redis, filters: list[Filter], limit: int = 0
+) -> Iterator[dict[str, Any]]:
     actor_ids = [raw.decode() for raw in client.smembers(keys.ACTORS)]
     for key, predicate, value in filters:
         if key == "actor_id" and predicate == "=":
@@ -351,7 +356,9 @@ def actor_summary(client: redis.Redis) -> dict[str, Any]:
 # ---- objects ---------------------------------------------------------------------------
 
 
-def _object_records(client: redis.Redis, filters: list[Filter]) -> Iterator[dict[str, Any]]:
+def _object_records(
+    client: redis.Redis, filters: list[Filter], limit: int = 0
+) -> Iterator[dict[str, Any]]:
     """Every object in the directory, with its owner's process and node."""
     nodes = {state.node_id: state for state, _ in read_nodes(client, include_dead=True)}
     owners = {k.decode(): json.loads(v) for k, v in client.hgetall(keys.CLIENTS).items()}
@@ -444,7 +451,9 @@ def object_summary(client: redis.Redis) -> dict[str, Any]:
 # ---- nodes, jobs, workers, placement groups ---------------------------------------------
 
 
-def _node_records(client: redis.Redis, filters: list[Filter]) -> Iterator[dict[str, Any]]:
+def _node_records(
+    client: redis.Redis, filters: list[Filter], limit: int = 0
+) -> Iterator[dict[str, Any]]:
     for state, alive in read_nodes(client, include_dead=True):
         started = state.extra.get("started")
         yield {
@@ -474,7 +483,9 @@ def get_node(
     return None
 
 
-def _job_records(client: redis.Redis, filters: list[Filter]) -> Iterator[dict[str, Any]]:
+def _job_records(
+    client: redis.Redis, filters: list[Filter], limit: int = 0
+) -> Iterator[dict[str, Any]]:
     drivers = client.hgetall(keys.CLIENTS)
     for job_id, raw in sorted(client.hgetall(keys.JOBS).items()):
         job = json.loads(raw)
@@ -507,7 +518,9 @@ list_jobs = _lister(JobState, _job_records)
 list_jobs.__name__ = "list_jobs"
 
 
-def _worker_records(client: redis.Redis, filters: list[Filter]) -> Iterator[dict[str, Any]]:
+def _worker_records(
+    client: redis.Redis, filters: list[Filter], limit: int = 0
+) -> Iterator[dict[str, Any]]:
     nodes = {state.node_id: state for state, _ in read_nodes(client, include_dead=True)}
     for client_id, raw in client.hgetall(keys.CLIENTS).items():
         process = json.loads(raw)
@@ -528,7 +541,7 @@ list_workers.__name__ = "list_workers"
 
 
 def _placement_group_records(
-    client: redis.Redis, filters: list[Filter]
+    client: redis.Redis, filters: list[Filter], limit: int = 0
 ) -> Iterator[dict[str, Any]]:
     for raw_id in sorted(client.smembers(keys.PLACEMENT_GROUPS)):
         pg_id = raw_id.decode()

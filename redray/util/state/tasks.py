@@ -11,7 +11,7 @@ matching ten cost one HGETALL and a scan of bytes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -21,11 +21,20 @@ from redray.control import keys
 
 Filter = tuple[str, str, Any]
 
+#: How many records one read of a job's history fetches.
+_PAGE = 10_000
+
 
 def job_ids(client: redis.Redis) -> list[str]:
-    """The jobs that may have a task history (the job table's, plus any key found)."""
-    known = [job.decode() for job in client.hkeys(keys.JOBS)]
-    return sorted(known)
+    """The jobs with a task history (ids whose history expired are pruned)."""
+    jobs = sorted(job.decode() for job in client.smembers(keys.TASK_EVENT_JOBS))
+    pipe = client.pipeline(transaction=False)
+    for job in jobs:
+        pipe.exists(keys.task_events(job))
+    gone = [job for job, exists in zip(jobs, pipe.execute()) if not exists]
+    if gone:
+        client.srem(keys.TASK_EVENT_JOBS, *gone)
+    return [job for job in jobs if job not in gone]
 
 
 def dropped_counts(client: redis.Redis, jobs: list[str] | None = None) -> dict[str, int]:
@@ -44,25 +53,31 @@ def _needle(key: str, value: Any) -> bytes | None:
     return f'"{key}":{json.dumps(value)}'.encode()
 
 
-def _raw_matches(field: bytes, raw: bytes, filters: list[Filter]) -> bool:
-    """A cheap test that is true for every record the filters keep (and maybe a few more)."""
-    for key, predicate, value in filters:
-        if key == "state":
-            state = raw[1 : raw.index(b"\n")].decode()
-            if (state == value) != (predicate == "="):
+def _prefilter(filters: list[Filter]) -> Callable[[bytes, bytes], bool]:
+    """A cheap test on (field, raw record) that every record the filters keep passes: the
+    state is read from the header, the task id from the field, `=` on other keys looks
+    for the key and value as the writer encodes them."""
+    state_eq = {str(v).encode() for k, p, v in filters if k == "state" and p == "="}
+    state_ne = {str(v).encode() for k, p, v in filters if k == "state" and p == "!="}
+    prefixes = [f"{v}:".encode() for k, p, v in filters if k == "task_id" and p == "="]
+    needles = [
+        needle
+        for k, p, v in filters
+        if p == "=" and k not in ("state", "task_id", "job_id")
+        for needle in [_needle(k, v)]
+        if needle is not None
+    ]
+
+    def keep(field: bytes, raw: bytes) -> bool:
+        if state_eq or state_ne:
+            state = raw[1 : raw.index(b"\n")]
+            if (state_eq and state not in state_eq) or state in state_ne:
                 return False
-        elif predicate == "=":
-            if key == "task_id":
-                if not field.startswith(f"{value}:".encode()):
-                    return False
-            elif key == "attempt_number":
-                if not field.endswith(f":{value}".encode()):
-                    return False
-            else:
-                needle = _needle(key, value)
-                if needle is not None and needle not in raw:
-                    return False
-    return True
+        if prefixes and not any(field.startswith(prefix) for prefix in prefixes):
+            return False
+        return all(needle in raw for needle in needles)
+
+    return keep
 
 
 def parse(raw: bytes) -> dict[str, Any]:
@@ -76,6 +91,7 @@ def parse(raw: bytes) -> dict[str, Any]:
         record.update(segment)
     events.sort(key=lambda event: event[1])
     record["state"] = header[1:].decode()
+    record.setdefault("func_or_class_name", record.get("name"))
     record["language"] = "PYTHON"
     record["events"] = [{"state": state, "created_ms": ts / 1000} for state, ts in events]
     record["creation_time_ms"] = events[0][1] // 1000 if events else None
@@ -89,34 +105,26 @@ def parse(raw: bytes) -> dict[str, Any]:
     return record
 
 
-def iter_records(
-    client: redis.Redis, filters: list[Filter], jobs: list[str] | None = None
-) -> Iterator[dict[str, Any]]:
-    """Every recorded attempt the filters could keep, parsed (exact filtering is the
+def iter_records(client: redis.Redis, filters: list[Filter]) -> Iterator[dict[str, Any]]:
+    """The recorded attempts the filters could keep, parsed (exact filtering is the
     caller's). A `job_id =` filter reads only that job's history."""
+    jobs = None
     for key, predicate, value in filters:
         if key == "job_id" and predicate == "=":
             jobs = [str(value)]
+    keep = _prefilter(filters)
     for job in job_ids(client) if jobs is None else jobs:
-        for field, raw in client.hgetall(keys.task_events(job)).items():
-            if _raw_matches(field, raw, filters):
-                record = parse(raw)
-                if record.get("task_id") is None:  # only events of a record whose start
-                    task_id, _, attempt = field.decode().rpartition(":")  # was lost
-                    record.update(task_id=task_id, attempt_number=int(attempt), job_id=job)
-                yield record
+        # Pages rather than one HGETALL: a listing stops reading once it has `limit`.
+        for field, raw in client.hscan_iter(keys.task_events(job), count=_PAGE):
+            if not keep(field, raw):
+                continue
+            record = parse(raw)
+            task_id, _, attempt = field.decode().rpartition(":")
+            record.update(task_id=task_id, attempt_number=int(attempt), job_id=job)
+            yield record
 
 
 def attempts_of(client: redis.Redis, task_id: str) -> list[dict[str, Any]]:
     """Every recorded attempt of one task, oldest first."""
-    found = []
-    for job in job_ids(client):
-        for field, raw in client.hscan_iter(
-            keys.task_events(job), match=f"{task_id}:*", count=10_000
-        ):
-            record = parse(raw)
-            record.setdefault("task_id", task_id)
-            record.setdefault("attempt_number", int(field.decode().rpartition(":")[2]))
-            record.setdefault("job_id", job)
-            found.append(record)
+    found = iter_records(client, [("task_id", "=", task_id)])
     return sorted(found, key=lambda record: record["attempt_number"])
