@@ -268,6 +268,11 @@ def _start_head(args: argparse.Namespace) -> int:
                 address = f"{host}:{server.port}"
             client = redis.Redis(**redis_kwargs)
             facts = {"address": address, "head_node": node_id, "created": time.time()}
+            # Defaults for every job's task history (client/jobs.py reads them at init).
+            if args.task_events_max_per_job is not None:
+                facts["task_events_max_per_job"] = args.task_events_max_per_job
+            if args.task_events_ttl_s is not None:
+                facts["task_events_ttl_s"] = args.task_events_ttl_s
             if server is not None and server.unix_socket:
                 facts["unix_socket"] = server.unix_socket
             pipe = client.pipeline()
@@ -558,6 +563,16 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--object-store-memory", type=int, help="bytes")
     start.add_argument(
         "--block", action="store_true", help="stay in the foreground; SIGTERM stops it all"
+    )
+    start.add_argument(
+        "--task-events-max-per-job",
+        type=int,
+        help="task attempts each job's history keeps (--head; default 100000)",
+    )
+    start.add_argument(
+        "--task-events-ttl-s",
+        type=float,
+        help="seconds a job's task history is kept after its last event (--head; default 1 day)",
     )
     start.set_defaults(handler=cmd_start)
 
