@@ -310,9 +310,6 @@ class CoreClient:
         known of `object_ids`; False if `timeout` seconds passed first."""
         if satisfied():  # nothing to wait for: pending write replies are read later
             return True
-        # Buffered task events ride on this flush's round trip, so a task's record is
-        # complete (its submit segment too) by the time its result is seen.
-        self.task_events.flush()
         self.batcher.flush()
         if satisfied():
             return True
@@ -619,25 +616,19 @@ class CoreClient:
         results.commit_outputs(self.commands, own, spec, entries, final_state, notify_owner)
         if record_failure:
             results.record_failure(own, spec, entries[0], self.node_id)
-        self._record_end(spec, entries, final_state, own)
+        self._record_end(spec, entries, final_state)
         if pipe is not None:
             return True
         return bool(own.execute()[0])
 
-    def _record_end(
-        self, spec: TaskSpec, entries: list[Entry], final_state: str, pipe: Any
-    ) -> None:
-        """The attempt's last event, written with its commit along with whatever else this
-        process has buffered: no round trip of its own."""
+    def _record_end(self, spec: TaskSpec, entries: list[Entry], final_state: str) -> None:
+        """The attempt's last event (sent with the next batch, see client/task_events.py)."""
         if task_events.enabled_for(spec):
             if entries and entries[0].kind == "e":
                 fields = task_events.error_fields(entries[0].data, final_state)
                 self.task_events.record(spec, task_events.FAILED, **fields)
             else:
                 self.task_events.record(spec, task_events.FINISHED)
-        command = self.task_events.drain()
-        if command is not None:
-            pipe.execute_command(*command)
 
     # ---- actors (added for redray/actor.py) --------------------------------------------
 

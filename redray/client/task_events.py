@@ -1,16 +1,14 @@
 """Task events: every task and actor-call attempt records its state changes, with Ray's
 state names, for the state API (`redray.util.state`), `redray list tasks` and the timeline.
 
-Events never cost a round trip of their own. A process buffers them (`TaskEventBuffer`)
-and they leave with writes that happen anyway: a worker's result commit carries the
-events of the task it finishes (so a short task's SUBMITTED_TO_WORKER, RUNNING and
-FINISHED travel as one segment inside the commit's pipeline), a node daemon sends its own
-with its batched acknowledgements, and what is still buffered after `FLUSH_SECONDS` (the
-submitter's events, a long task's RUNNING) is sent by a background thread through the
-process's pipelined writer without waiting for the reply. Redis applies them with the Lua
-command `task_events` (control/commands.lua), which bounds each job's history and counts
-what it drops. The record format (one hash field per attempt) is read by
-`redray/util/state/tasks.py`.
+Events never cost a round trip, nor a write per task. A process buffers them
+(`TaskEventBuffer`, merged per attempt) and a background thread sends what is buffered at
+most `FLUSH_SECONDS` after it was recorded (as Ray reports task events every second), as
+one Lua command through the process's pipelined writer, without waiting for the reply. A
+node daemon (which must stay thread-free) sends its own with its batched acknowledgements.
+Redis applies them with the Lua command `task_events` (control/commands.lua), which bounds
+each job's history and counts what it drops. The record format (one hash field per
+attempt) is read by `redray/util/state/tasks.py`.
 """
 
 from __future__ import annotations
