@@ -128,12 +128,13 @@ def test_detail_fills_the_detail_columns(ray_start: Any) -> None:
 
     def finished(detail: bool) -> list[Any]:
         tasks = state.list_tasks(filters=[("task_id", "=", task_id)], detail=detail)
-        return [task for task in tasks if task.state == "FINISHED"]
+        # Complete once the submitter's events are in too (they come in batches).
+        return [t for t in tasks if t.state == "FINISHED" and (t.required_resources or not detail)]
 
-    (plain,) = wait_until(lambda: finished(False))
-    assert plain.events is None and plain.name == "state_quick"
-    (full,) = finished(True)
+    (full,) = wait_until(lambda: finished(True))
     assert full.events and full.start_time_ms and full.required_resources == {"CPU": 1}
+    (plain,) = finished(False)
+    assert plain.events is None and plain.name == "state_quick"
 
 
 @redray_only

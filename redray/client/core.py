@@ -594,7 +594,7 @@ class CoreClient:
         if committed and self.task_events.enabled:
             job_id = runtime_context.current.job_id or self.job_id
             fields = task_events.describe_error(error)
-            self.task_events.record_attempt(job_id, task_id, 0, task_events.FAILED, None, fields)
+            self.task_events.record_attempt(job_id, task_id, 0, task_events.FAILED, fields)
         return committed
 
     def commit_results(
@@ -626,9 +626,9 @@ class CoreClient:
         if task_events.enabled_for(spec):
             if entries and entries[0].kind == "e":
                 fields = task_events.error_fields(entries[0].data, final_state)
-                self.task_events.record(spec, task_events.FAILED, **fields)
+                self.task_events.ended(spec, task_events.FAILED, fields)
             else:
-                self.task_events.record(spec, task_events.FINISHED)
+                self.task_events.ended(spec, task_events.FINISHED, {})
 
     # ---- actors (added for redray/actor.py) --------------------------------------------
 

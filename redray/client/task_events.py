@@ -147,12 +147,21 @@ def describe_error(error: BaseException) -> dict[str, Any]:
     return {"error_type": error_type, "error_message": str(error)}
 
 
-class TaskEventBuffer:
-    """One process's pending task events, merged per attempt until they are sent.
+#: Who wrote a record of an attempt: each writes its own field, whole, so Redis never has
+#: to merge (attempt field + suffix): the submitter, the worker that runs it, the node
+#: daemon (a lost worker, a dropped queued task), the owner ending it without running it
+#: (cancel, a failed dependency).
+SUBMITTER, RUNNER, NODE, OWNER = "", ":r", ":n", ":c"
 
-    `record()` is cheap (a dict update under a lock). `drain()` hands everything buffered
-    to a caller that is about to write to Redis anyway (a result commit, a daemon's ack
-    batch); `send` (the pipelined writer's add) is used by the background flusher.
+
+class TaskEventBuffer:
+    """One process's pending task events, merged per attempt and writer until sent.
+
+    `record()` is cheap (a dict update under a lock). `drain()` returns the Lua command
+    that writes everything buffered (a daemon adds it to its own batched writes); with
+    `send` (the pipelined writer's add) a background thread sends it within
+    FLUSH_SECONDS. Records that may still grow (a running attempt, a task waiting for its
+    arguments) stay known after they were sent, so that their next write is complete.
     """
 
     def __init__(
@@ -172,34 +181,44 @@ class TaskEventBuffer:
         self.max_per_job = max_per_job
         self.ttl_seconds = ttl_seconds
         self._lock = threading.Lock()
-        #: (job, "<task id>:<attempt>") -> [rank, state, segment]
+        #: (job, "<task id>:<attempt><writer>") -> [rank, state, segment]: to send.
         self._pending: dict[tuple[str, str], list[Any]] = {}
+        #: Records sent that this process will write again (not final yet).
+        self._open: dict[tuple[str, str], list[Any]] = {}
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
 
     # ---- recording -----------------------------------------------------------------
 
-    def record(self, spec: TaskSpec, state: str, ts: int | None = None, **fields: Any) -> None:
+    def record(
+        self,
+        spec: TaskSpec,
+        state: str,
+        ts: int | None = None,
+        writer: str = SUBMITTER,
+        **fields: Any,
+    ) -> None:
         """Note that `spec`'s current attempt entered `state` (now, or at `ts` µs)."""
-        if not enabled_for(spec):
-            return
-        self.record_attempt(job_of(spec), spec.task_id, spec.attempt, state, ts, fields)
+        if enabled_for(spec):
+            key = (job_of(spec), f"{spec.task_id}:{spec.attempt}{writer}")
+            self._add(key, state, ts, fields)
 
     def record_attempt(
-        self,
-        job_id: str,
-        task_id: str,
-        attempt: int,
-        state: str,
-        ts: int | None,
-        fields: dict[str, Any],
+        self, job_id: str, task_id: str, attempt: int, state: str, fields: dict[str, Any]
     ) -> None:
-        key = (job_id, f"{task_id}:{attempt}")
+        """An attempt known only by id ended (cancel): the owner's record."""
+        self._add((job_id, f"{task_id}:{attempt}{OWNER}"), state, None, fields)
+
+    def _add(self, key: tuple[str, str], state: str, ts: int | None, fields: dict) -> None:
         event = [state, ts or now_us()]
         rank = RANK[state]
         with self._lock:
             entry = self._pending.get(key)
+            if entry is None:
+                entry = self._open.pop(key, None)
+                if entry is not None:
+                    self._pending[key] = entry
             if entry is None:
                 self._pending[key] = [rank, state, {"ev": [event], **fields}]
                 first = len(self._pending) == 1
@@ -209,7 +228,8 @@ class TaskEventBuffer:
                     entry[0], entry[1] = rank, state
                 entry[2]["ev"].append(event)
                 entry[2].update(fields)
-                first = full = False
+                first = len(self._pending) == 1
+                full = False
         if full and self._send is not None:
             self.flush()
         elif first and self._send is not None:
@@ -224,22 +244,34 @@ class TaskEventBuffer:
             return
         ts = now_us()
         fields: dict[str, Any] = {"node_id": node_id, "worker_id": worker_id, "worker_pid": _PID}
+        actor_id = runtime_context.current.actor_id or spec.extra.get("actor_id")
+        if actor_id:
+            fields["actor_id"] = actor_id
         if spec.attempt:
             fields.update(static_fields(spec))
-        else:  # what it is, even before the submitter's segment lands
+        else:  # what it is, even before the submitter's record lands
             fields.update(name=spec.name, type=task_type(spec))
         if spec.extra.get("method") is None:  # an actor call was sent to it when submitted
-            self.record(spec, SUBMITTED_TO_WORKER, ts)
-        self.record(spec, RUNNING, ts, **fields)
+            self.record(spec, SUBMITTED_TO_WORKER, ts, RUNNER)
+        self.record(spec, RUNNING, ts, RUNNER, **fields)
 
-    def retrying(self, spec: TaskSpec, error: dict[str, Any]) -> None:
+    def ended(self, spec: TaskSpec, state: str, fields: dict[str, Any]) -> None:
+        """`spec`'s attempt finished or failed: by the worker that ran it, or by its owner
+        (a failed dependency, a cancel before it ran)."""
+        key = (job_of(spec), f"{spec.task_id}:{spec.attempt}{RUNNER}")
+        with self._lock:
+            ran_here = key in self._pending or key in self._open
+        self.record(spec, state, None, RUNNER if ran_here else OWNER, **fields)
+
+    def retrying(self, spec: TaskSpec, error: dict[str, Any], writer: str) -> None:
         """Attempt `spec.attempt` failed with `error` and the next one is queued."""
         if not enabled_for(spec):
             return
-        self.record(spec, FAILED, **error)
+        self.record(spec, FAILED, None, writer, **error)
         spec.attempt += 1
         try:
-            self.record(spec, PENDING_NODE_ASSIGNMENT, **static_fields(spec))
+            # Whoever queues the next attempt is its submitter.
+            self.record(spec, PENDING_NODE_ASSIGNMENT, None, SUBMITTER, **static_fields(spec))
         finally:
             spec.attempt -= 1
 
@@ -251,9 +283,17 @@ class TaskEventBuffer:
             if not self._pending:
                 return None
             pending, self._pending = self._pending, {}
-        args: list[Any] = [self.max_per_job, int(self.ttl_seconds)]
+            for key, entry in pending.items():
+                # A running attempt, or a task waiting for its arguments, writes again.
+                if entry[0] < RANK[FINISHED] and (key[1].endswith(RUNNER) or entry[0] == 0):
+                    self._open[key] = entry
+        by_job: dict[str, list[Any]] = {}
         for (job_id, field), (rank, state, segment) in pending.items():
-            args += [job_id, field, rank, state, json.dumps(segment, separators=(",", ":"))]
+            record = f"{rank}{state}\n{json.dumps(segment, separators=(',', ':'))}"
+            by_job.setdefault(job_id, []).extend((field, record))
+        args: list[Any] = [self.max_per_job, int(self.ttl_seconds)]
+        for job_id, pairs in by_job.items():
+            args += [job_id, len(pairs) // 2, *pairs]
         return self._command("task_events", *args)
 
     def flush(self) -> None:

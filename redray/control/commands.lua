@@ -451,48 +451,46 @@ end
 return out
 
 -- command: task_events
--- Tables: task events (task_events:<job>, task_events:<job>:meta).
--- Records task state changes (redray/client/task_events.py). Each task attempt has one
--- field in its job's hash: a header "<rank><STATE>" (the most advanced state seen so far,
--- so events arriving out of order from the submitter, the node and the worker still leave
--- the right one), then one JSON segment per line. A job holds at most `cap` attempts
--- (its meta hash, else the default); segments of attempts beyond it are counted in the
--- meta's `dropped`, never silently lost. Both keys expire `ttl` s after the last write.
--- ARGV: prefix, default cap, default ttl, then groups of job, field, rank, state, segment
+-- Tables: task events (task_events:<job>, task_events:<job>:meta, task_event_jobs).
+-- Writes task event records (redray/client/task_events.py): one field per task attempt
+-- and writer ("<task id>:<attempt>[:r|:n|:c]"), each written whole by its writer, so
+-- nothing is read or merged here. A job holds at most 2 x cap records (about cap task
+-- attempts: the submitter's and the worker's record of each), `cap` from its meta hash,
+-- else the default; new records beyond it are counted in the meta's `dropped`, never
+-- silently lost. Both keys expire `ttl` s after the last write.
+-- ARGV: prefix, default cap, default ttl, then per job: job, n, then n field/record pairs
 local p, default_cap, default_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local jobs = {}
-for i = 4, #ARGV, 5 do
-  local job, field, rank, state, seg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+local i = 4
+while i <= #ARGV do
+  local job, n = ARGV[i], tonumber(ARGV[i + 1])
   local key = p .. 'task_events:' .. job
-  local j = jobs[job]
-  if not j then
-    local conf = redis.call('HMGET', key .. ':meta', 'cap', 'ttl')
-    j = {cap = tonumber(conf[1]) or default_cap, ttl = tonumber(conf[2]) or default_ttl,
-         count = redis.call('HLEN', key), dropped = 0}
-    jobs[job] = j
-  end
-  local cur = redis.call('HGET', key, field)
-  if cur then
-    if tonumber(rank) >= tonumber(string.sub(cur, 1, 1)) then
-      local body = string.find(cur, '\n', 1, true)
-      cur = rank .. state .. string.sub(cur, body)
-    end
-    redis.call('HSET', key, field, cur .. '\n' .. seg)
-  elseif j.count < j.cap then
-    j.count = j.count + 1
-    redis.call('HSET', key, field, rank .. state .. '\n' .. seg)
+  local meta = key .. ':meta'
+  local conf = redis.call('HMGET', meta, 'cap', 'ttl')
+  local limit = 2 * (tonumber(conf[1]) or default_cap)
+  local ttl = tonumber(conf[2]) or default_ttl
+  local first, last = i + 2, i + 1 + 2 * n
+  local count = redis.call('HLEN', key)
+  if count + n <= limit then
+    redis.call('HSET', key, unpack(ARGV, first, last))
   else
-    j.dropped = j.dropped + 1
+    local dropped = 0
+    for j = first, last, 2 do
+      if redis.call('HEXISTS', key, ARGV[j]) == 1 then
+        redis.call('HSET', key, ARGV[j], ARGV[j + 1])
+      elseif count < limit then
+        redis.call('HSET', key, ARGV[j], ARGV[j + 1])
+        count = count + 1
+      else
+        dropped = dropped + 1
+      end
+    end
+    if dropped > 0 then
+      redis.call('HINCRBY', meta, 'dropped', dropped)
+    end
   end
-end
-for job, j in pairs(jobs) do
-  local key = p .. 'task_events:' .. job
   redis.call('SADD', p .. 'task_event_jobs', job)
-  if j.dropped > 0 then
-    redis.call('HINCRBY', key .. ':meta', 'dropped', j.dropped)
-  end
-  redis.call('EXPIRE', key, j.ttl)
-  redis.call('EXPIRE', key .. ':meta', j.ttl)
+  redis.call('EXPIRE', key, ttl)
+  redis.call('EXPIRE', meta, ttl)
+  i = last + 1
 end
 return 1
-

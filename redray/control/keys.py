@@ -28,9 +28,9 @@ test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 | {p}dead_owners                   | set    | client ids whose objects were released at death      |
 | {p}jobs                          | hash   | job_id -> JSON job record (driver, status, times)    |
 | {p}actors                        | set    | every actor id (list_actors; stale ids are dropped)  |
-| {p}task_events:{job}             | hash   | "<task id>:<attempt>" -> that attempt's state record: |
-|                                  |        | "<rank><STATE>" line, then JSON event segments      |
-|                                  |        | (redray/client/task_events.py); capped per job      |
+| {p}task_events:{job}             | hash   | "<task id>:<attempt>[:writer]" -> a writer's record  |
+|                                  |        | of a task attempt: "<rank><STATE>" line, then JSON   |
+|                                  |        | event lines (client/task_events.py); capped per job  |
 | {p}task_events:{job}:meta        | hash   | cap, ttl (set by the driver), dropped (a count)      |
 | {p}task_event_jobs               | set    | jobs that recorded task events (expired ones pruned) |
 """

@@ -23,7 +23,7 @@ import redis
 
 from redray.client import task_events
 from redray.client.object_table import Entry
-from redray.client.task_events import TaskEventBuffer
+from redray.client.task_events import NODE, TaskEventBuffer
 from redray.control import keys, results
 from redray.control.scripts import Commands
 from redray.exceptions import WorkerCrashedError
@@ -312,9 +312,8 @@ class NodeDaemon:
         queued = self.scheduler.remove_queued(task_id)
         if queued is not None:
             self._to_ack.append(queued.entry_id)
-            self.task_events.record(
-                queued.spec, task_events.FAILED, **task_events.error_fields(b"", "cancelled")
-            )
+            cancelled = task_events.error_fields(b"", "cancelled")
+            self.task_events.record(queued.spec, task_events.FAILED, None, NODE, **cancelled)
             return
         worker_id = self.scheduler.running_task_worker(task_id)
         if worker_id is not None:
@@ -405,9 +404,9 @@ class NodeDaemon:
         results.record_failure(pipe, spec, entry, self.node_id, retrying=retry, cause=how)
         error_fields = task_events.describe_error(error)
         if retry:
-            self.task_events.retrying(spec, error_fields)
+            self.task_events.retrying(spec, error_fields, NODE)
         else:
-            self.task_events.record(spec, task_events.FAILED, **error_fields)
+            self.task_events.record(spec, task_events.FAILED, None, NODE, **error_fields)
         self._add_task_events(pipe)
         if retry:
             spec.attempt += 1

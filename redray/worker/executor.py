@@ -220,7 +220,8 @@ class TaskExecutor:
         client = self._client
         pipe = client.redis.pipeline(transaction=False)
         results.record_failure(pipe, spec, failure, client.node_id, retrying=True)
-        client.task_events.retrying(spec, task_events.error_fields(failure.data))
+        error = task_events.error_fields(failure.data)
+        client.task_events.retrying(spec, error, task_events.RUNNER)
         events = client.task_events.drain()
         if events is not None:
             pipe.execute_command(*events)

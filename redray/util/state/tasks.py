@@ -1,17 +1,18 @@
 """Reading the task event history (written by redray/client/task_events.py).
 
-A job's history is one hash, `task_events:<job>`, with one field per task attempt
-("<task id>:<attempt>"): a header line "<rank><STATE>" (the attempt's current state) and
-one JSON segment per line. Listing with filters never parses what cannot match: the state
-is read from the header and other `=` filters are first checked as a substring of the raw
-record (`"key":value`, as the writer encodes it), so 100k recorded tasks with a filter
-matching ten cost one HGETALL and a scan of bytes.
+A job's history is one hash, `task_events:<job>`, with a few records per task attempt,
+one per writer ("<task id>:<attempt>" for the submitter, then ":r" the worker, ":n" the
+node, ":c" the owner): a header line "<rank><STATE>" and JSON segments, one per line. The
+attempt's state is its most advanced writer's. Listing with filters never parses what
+cannot match: the state is read from the headers, and other `=` filters are first checked
+as a substring of the raw records (`"key":value`, as the writers encode it), so 100k
+recorded tasks with a filter matching ten cost one HGETALL and a scan of bytes.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import redis
@@ -21,7 +22,9 @@ from redray.control import keys
 
 Filter = tuple[str, str, Any]
 
-#: How many records one read of a job's history fetches.
+#: Filter keys not looked for in the records' bytes (read from the header or field).
+_NOT_NEEDLES = ("state", "task_id", "job_id", "attempt_number")
+#: How many records one HSCAN of a job's history asks for.
 _PAGE = 10_000
 
 
@@ -53,44 +56,84 @@ def _needle(key: str, value: Any) -> bytes | None:
     return f'"{key}":{json.dumps(value)}'.encode()
 
 
-def _prefilter(filters: list[Filter]) -> Callable[[bytes, bytes], bool]:
-    """A cheap test on (field, raw record) that every record the filters keep passes: the
-    state is read from the header, the task id from the field, `=` on other keys looks
-    for the key and value as the writer encodes them."""
+#: The writers' field suffixes (task_events.py): the submitter's field has none.
+_WRITERS = (b"", b":r", b":n", b":c")
+
+
+def _attempt_of(field: bytes) -> bytes:
+    """ "<task id>:<attempt>" of a record's field (a writer suffix ends in a letter, an
+    attempt number in a digit)."""
+    return field[:-2] if field[-1] > 0x60 else field
+
+
+def _group(records: dict[bytes, bytes], attempts: Iterable[bytes] | None = None) -> dict:
+    """Records by attempt; only those of `attempts` when given (found by direct lookup)."""
+    if attempts is not None:
+        found = {}
+        for attempt in attempts:
+            group = [records[f] for f in (attempt + w for w in _WRITERS) if f in records]
+            if group:
+                found[attempt] = group
+        return found
+    groups: dict[bytes, list[bytes]] = {}
+    for field, raw in records.items():
+        groups.setdefault(_attempt_of(field), []).append(raw)
+    return groups
+
+
+def _candidates(records: dict[bytes, bytes], filters: list[Filter]) -> set[bytes] | None:
+    """The attempts that can match the `=` filters on values or state: those with a record
+    holding each needle, or in that state. None when no filter narrows the search."""
+    tests = [_needle(k, v) for k, p, v in filters if p == "=" and k not in _NOT_NEEDLES]
+    tests = [test for test in tests if test is not None]
+    candidates: set[bytes] | None = None
+    for needle in tests:
+        hits = {_attempt_of(f) for f, raw in records.items() if needle in raw}
+        candidates = hits if candidates is None else candidates & hits
+    for key, predicate, value in filters:
+        if key == "state" and predicate == "=":
+            header = str(value).encode() + b"\n"
+            hits = {_attempt_of(f) for f, raw in records.items() if raw[1:].startswith(header)}
+            candidates = hits if candidates is None else candidates & hits
+    return candidates
+
+
+def _state(records: list[bytes]) -> bytes:
+    """The attempt's state: its most advanced writer's (a failure wins a tie: a cancelled
+    task's own late FINISHED does not count)."""
+    best = max(records, key=lambda raw: (raw[0], raw[1:7] == b"FAILED"))
+    return best[1 : best.index(b"\n")]
+
+
+def _prefilter(filters: list[Filter]) -> Callable[[list[bytes]], bool]:
+    """A cheap test on an attempt's raw records that every attempt the filters keep
+    passes: the state from the headers, `=` on other keys looks for the key and value as
+    the writers encode them."""
     state_eq = {str(v).encode() for k, p, v in filters if k == "state" and p == "="}
     state_ne = {str(v).encode() for k, p, v in filters if k == "state" and p == "!="}
-    prefixes = [f"{v}:".encode() for k, p, v in filters if k == "task_id" and p == "="]
-    needles = [
-        needle
-        for k, p, v in filters
-        if p == "=" and k not in ("state", "task_id", "job_id")
-        for needle in [_needle(k, v)]
-        if needle is not None
-    ]
+    needles = [_needle(k, v) for k, p, v in filters if p == "=" and k not in _NOT_NEEDLES]
 
-    def keep(field: bytes, raw: bytes) -> bool:
+    def keep(records: list[bytes]) -> bool:
         if state_eq or state_ne:
-            state = raw[1 : raw.index(b"\n")]
+            state = _state(records)
             if (state_eq and state not in state_eq) or state in state_ne:
                 return False
-        if prefixes and not any(field.startswith(prefix) for prefix in prefixes):
-            return False
-        return all(needle in raw for needle in needles)
+        return all(any(needle in raw for raw in records) for needle in needles if needle)
 
     return keep
 
 
-def parse(raw: bytes) -> dict[str, Any]:
-    """One attempt's record, as the fields of Ray's TaskState."""
-    header, _, body = raw.partition(b"\n")
+def parse(records: list[bytes]) -> dict[str, Any]:
+    """One attempt's records, merged into the fields of Ray's TaskState."""
     record: dict[str, Any] = {}
     events: list[list[Any]] = []
-    for line in body.split(b"\n"):
-        segment = json.loads(line)
-        events += segment.pop("ev", ())
-        record.update(segment)
+    for raw in sorted(records, key=lambda raw: raw[0]):  # later stages' fields win
+        for line in raw.split(b"\n")[1:]:
+            segment = json.loads(line)
+            events += segment.pop("ev", ())
+            record.update(segment)
     events.sort(key=lambda event: event[1])
-    record["state"] = header[1:].decode()
+    record["state"] = _state(records).decode()
     record.setdefault("func_or_class_name", record.get("name"))
     record["language"] = "PYTHON"
     record["events"] = [{"state": state, "created_ms": ts / 1000} for state, ts in events]
@@ -107,20 +150,29 @@ def parse(raw: bytes) -> dict[str, Any]:
 
 def iter_records(client: redis.Redis, filters: list[Filter]) -> Iterator[dict[str, Any]]:
     """The recorded attempts the filters could keep, parsed (exact filtering is the
-    caller's). A `job_id =` filter reads only that job's history."""
+    caller's). A `job_id =` filter reads only that job's history, a `task_id =` filter
+    only that task's records."""
     jobs = None
+    task_id = None
     for key, predicate, value in filters:
         if key == "job_id" and predicate == "=":
             jobs = [str(value)]
+        elif key == "task_id" and predicate == "=":
+            task_id = str(value)
     keep = _prefilter(filters)
     for job in job_ids(client) if jobs is None else jobs:
-        # Pages rather than one HGETALL: a listing stops reading once it has `limit`.
-        for field, raw in client.hscan_iter(keys.task_events(job), count=_PAGE):
-            if not keep(field, raw):
+        key = keys.task_events(job)
+        if task_id is not None:
+            records = dict(client.hscan_iter(key, match=f"{task_id}:*", count=_PAGE))
+        else:
+            records = client.hgetall(key)
+        groups = _group(records, _candidates(records, filters))
+        for attempt_key, group in groups.items():
+            if not keep(group):
                 continue
-            record = parse(raw)
-            task_id, _, attempt = field.decode().rpartition(":")
-            record.update(task_id=task_id, attempt_number=int(attempt), job_id=job)
+            record = parse(group)
+            task, _, attempt = attempt_key.decode().partition(":")
+            record.update(task_id=task, attempt_number=int(attempt), job_id=job)
             yield record
 
 
