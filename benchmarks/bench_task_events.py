@@ -41,7 +41,7 @@ def throughput(f: Any, count: int) -> float:
 
 def listing_100k() -> tuple[float, float]:
     """(ms to list the 10 of 100k recorded tasks a filter matches, MiB of Redis memory)."""
-    from redray.client.task_events import FINISHED, RUNNING, TaskEventBuffer, static_fields
+    from redray.client.task_events import FINISHED, TaskEventBuffer, static_fields
     from redray.control import keys
     from redray.task_spec import TaskSpec
     from redray.util import state
@@ -56,7 +56,7 @@ def listing_100k() -> tuple[float, float]:
         spec = TaskSpec(f"{i:024x}", name, "", [], {}, [], "", {"CPU": 1}, job_id=job)
         buffer.record(spec, "PENDING_NODE_ASSIGNMENT", **static_fields(spec))
         buffer.running(spec, node, "a" * 16)
-        buffer.record(spec, FINISHED if i % 2 else RUNNING)
+        buffer.ended(spec, FINISHED, {}) if i % 2 else None
         if i % 1000 == 999:
             pipe.execute_command(*buffer.drain())
             pipe.execute()

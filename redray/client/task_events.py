@@ -43,6 +43,18 @@ RANK = {
     FAILED: 4,
 }
 
+#: How a state is written in a record's event list ("ev": "N1700000000000000,R...": code
+#: and time in µs), to keep 100k records small.
+CODES = {
+    PENDING_ARGS_AVAIL: "A",
+    PENDING_NODE_ASSIGNMENT: "N",
+    SUBMITTED_TO_WORKER: "S",
+    RUNNING: "R",
+    FINISHED: "F",
+    FAILED: "X",
+}
+STATES_BY_CODE = {code: state for state, code in CODES.items()}
+
 #: Ray's task types.
 NORMAL_TASK = "NORMAL_TASK"
 ACTOR_CREATION_TASK = "ACTOR_CREATION_TASK"
@@ -109,11 +121,10 @@ def static_fields(spec: TaskSpec, actor_id: str | None = None) -> dict[str, Any]
     the parent task (the task it runs, if any)."""
     pg = spec.extra.get("pg")
     # The task id, attempt and job are in the record's field and key: not repeated here.
-    fields: dict[str, Any] = {
-        "name": spec.name,
-        "type": task_type(spec),
-        "required_resources": spec.demand,
-    }
+    fields: dict[str, Any] = {"name": spec.name, "required_resources": spec.demand}
+    kind = task_type(spec)
+    if kind != NORMAL_TASK:  # the reader's default
+        fields["type"] = kind
     actor_id = actor_id or spec.extra.get("actor_id")
     if actor_id:
         fields["actor_id"] = actor_id
@@ -152,6 +163,12 @@ def describe_error(error: BaseException) -> dict[str, Any]:
 #: daemon (a lost worker, a dropped queued task), the owner ending it without running it
 #: (cancel, a failed dependency).
 SUBMITTER, RUNNER, NODE, OWNER = "", ":r", ":n", ":c"
+
+
+def record_field(spec: TaskSpec, writer: str) -> str:
+    """ "<task id>:<attempt><writer>/<name>": the name is in the field so that Redis can
+    find a function's records itself (HSCAN MATCH), without sending the whole history."""
+    return f"{spec.task_id}:{spec.attempt}{writer}/{spec.name}"
 
 
 class TaskEventBuffer:
@@ -201,7 +218,7 @@ class TaskEventBuffer:
     ) -> None:
         """Note that `spec`'s current attempt entered `state` (now, or at `ts` µs)."""
         if enabled_for(spec):
-            key = (job_of(spec), f"{spec.task_id}:{spec.attempt}{writer}")
+            key = (job_of(spec), record_field(spec, writer))
             self._add(key, state, ts, fields)
 
     def record_attempt(
@@ -211,7 +228,7 @@ class TaskEventBuffer:
         self._add((job_id, f"{task_id}:{attempt}{OWNER}"), state, None, fields)
 
     def _add(self, key: tuple[str, str], state: str, ts: int | None, fields: dict) -> None:
-        event = [state, ts or now_us()]
+        event = f"{CODES[state]}{ts or now_us()}"
         rank = RANK[state]
         with self._lock:
             entry = self._pending.get(key)
@@ -220,13 +237,13 @@ class TaskEventBuffer:
                 if entry is not None:
                     self._pending[key] = entry
             if entry is None:
-                self._pending[key] = [rank, state, {"ev": [event], **fields}]
+                self._pending[key] = [rank, state, {"ev": event, **fields}]
                 first = len(self._pending) == 1
                 full = len(self._pending) >= FLUSH_AT
             else:
                 if rank >= entry[0]:
                     entry[0], entry[1] = rank, state
-                entry[2]["ev"].append(event)
+                entry[2]["ev"] += "," + event
                 entry[2].update(fields)
                 first = len(self._pending) == 1
                 full = False
@@ -250,7 +267,9 @@ class TaskEventBuffer:
         if spec.attempt:
             fields.update(static_fields(spec))
         else:  # what it is, even before the submitter's record lands
-            fields.update(name=spec.name, type=task_type(spec))
+            fields["name"] = spec.name
+            if spec.extra.get("method") is not None or spec.extra.get("actor"):
+                fields["type"] = task_type(spec)
         if spec.extra.get("method") is None:  # an actor call was sent to it when submitted
             self.record(spec, SUBMITTED_TO_WORKER, ts, RUNNER)
         self.record(spec, RUNNING, ts, RUNNER, **fields)
@@ -258,7 +277,7 @@ class TaskEventBuffer:
     def ended(self, spec: TaskSpec, state: str, fields: dict[str, Any]) -> None:
         """`spec`'s attempt finished or failed: by the worker that ran it, or by its owner
         (a failed dependency, a cancel before it ran)."""
-        key = (job_of(spec), f"{spec.task_id}:{spec.attempt}{RUNNER}")
+        key = (job_of(spec), record_field(spec, RUNNER))
         with self._lock:
             ran_here = key in self._pending or key in self._open
         self.record(spec, state, None, RUNNER if ran_here else OWNER, **fields)

@@ -12,20 +12,29 @@ recorded tasks with a filter matching ten cost one HGETALL and a scan of bytes.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
 
-from redray.client.task_events import FAILED, FINISHED, RUNNING
+from redray.client.task_events import (
+    FAILED,
+    FINISHED,
+    NORMAL_TASK,
+    RUNNING,
+    STATES_BY_CODE,
+)
 from redray.control import keys
 
 Filter = tuple[str, str, Any]
 
-#: Filter keys not looked for in the records' bytes (read from the header or field).
-_NOT_NEEDLES = ("state", "task_id", "job_id", "attempt_number")
+#: Filter keys not looked for in the records' bytes: read from the header or field, or
+#: not written when they have their default value (type, language).
+_NOT_NEEDLES = ("state", "task_id", "job_id", "attempt_number", "type", "language")
+#: Columns written under another key (func_or_class_name is the name, not repeated).
+_STORED_AS = {"func_or_class_name": "name"}
 #: How many records one HSCAN of a job's history asks for.
-_PAGE = 10_000
+_PAGE = 50_000
 
 
 def job_ids(client: redis.Redis) -> list[str]:
@@ -53,32 +62,48 @@ def _needle(key: str, value: Any) -> bytes | None:
     """The bytes an attempt's raw record must contain to have `key` = `value`."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
+    key = _STORED_AS.get(key, key)
     return f'"{key}":{json.dumps(value)}'.encode()
 
 
-#: The writers' field suffixes (task_events.py): the submitter's field has none.
-_WRITERS = (b"", b":r", b":n", b":c")
-
-
 def _attempt_of(field: bytes) -> bytes:
-    """ "<task id>:<attempt>" of a record's field (a writer suffix ends in a letter, an
-    attempt number in a digit)."""
+    """ "<task id>:<attempt>" of a record's field "<task id>:<attempt>[:writer][/name]" (a
+    writer suffix ends in a letter, an attempt number in a digit)."""
+    field = field.partition(b"/")[0]
     return field[:-2] if field[-1] > 0x60 else field
 
 
-def _group(records: dict[bytes, bytes], attempts: Iterable[bytes] | None = None) -> dict:
-    """Records by attempt; only those of `attempts` when given (found by direct lookup)."""
-    if attempts is not None:
-        found = {}
-        for attempt in attempts:
-            group = [records[f] for f in (attempt + w for w in _WRITERS) if f in records]
-            if group:
-                found[attempt] = group
-        return found
+def _group(records: dict[bytes, bytes], attempts: set[bytes] | None) -> dict:
+    """Records by attempt (only those of `attempts` when given)."""
     groups: dict[bytes, list[bytes]] = {}
     for field, raw in records.items():
-        groups.setdefault(_attempt_of(field), []).append(raw)
+        attempt = _attempt_of(field)
+        if attempts is None or attempt in attempts:
+            groups.setdefault(attempt, []).append(raw)
     return groups
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _read(client: redis.Redis, job: str, filters: list[Filter]) -> dict[bytes, bytes]:
+    """The records of one job's history that the filters may need. Redis narrows a task id
+    or name filter itself (both are in the field names); else the whole history is read."""
+    key = keys.task_events(job)
+    for column, predicate, value in filters:
+        if predicate == "=" and column == "task_id":
+            return dict(client.hscan_iter(key, match=f"{_glob_escape(str(value))}:*", count=_PAGE))
+    for column, predicate, value in filters:
+        if predicate == "=" and column in ("name", "func_or_class_name"):
+            named = dict(client.hscan_iter(key, match=f"*/{_glob_escape(str(value))}", count=_PAGE))
+            # A cancel by id is recorded without the name: look those up by attempt.
+            attempts = sorted({_attempt_of(field) for field in named})
+            owners = [attempt + b":c" for attempt in attempts]
+            if owners:
+                named.update((f, raw) for f, raw in zip(owners, client.hmget(key, owners)) if raw)
+            return named
+    return client.hgetall(key)
 
 
 def _candidates(records: dict[bytes, bytes], filters: list[Filter]) -> set[bytes] | None:
@@ -126,15 +151,16 @@ def _prefilter(filters: list[Filter]) -> Callable[[list[bytes]], bool]:
 def parse(records: list[bytes]) -> dict[str, Any]:
     """One attempt's records, merged into the fields of Ray's TaskState."""
     record: dict[str, Any] = {}
-    events: list[list[Any]] = []
+    events: list[tuple[str, int]] = []
     for raw in sorted(records, key=lambda raw: raw[0]):  # later stages' fields win
         for line in raw.split(b"\n")[1:]:
             segment = json.loads(line)
-            events += segment.pop("ev", ())
+            events += [(STATES_BY_CODE[e[0]], int(e[1:])) for e in segment.pop("ev").split(",")]
             record.update(segment)
     events.sort(key=lambda event: event[1])
     record["state"] = _state(records).decode()
     record.setdefault("func_or_class_name", record.get("name"))
+    record.setdefault("type", NORMAL_TASK)
     record["language"] = "PYTHON"
     record["events"] = [{"state": state, "created_ms": ts / 1000} for state, ts in events]
     record["creation_time_ms"] = events[0][1] // 1000 if events else None
@@ -153,19 +179,12 @@ def iter_records(client: redis.Redis, filters: list[Filter]) -> Iterator[dict[st
     caller's). A `job_id =` filter reads only that job's history, a `task_id =` filter
     only that task's records."""
     jobs = None
-    task_id = None
     for key, predicate, value in filters:
         if key == "job_id" and predicate == "=":
             jobs = [str(value)]
-        elif key == "task_id" and predicate == "=":
-            task_id = str(value)
     keep = _prefilter(filters)
     for job in job_ids(client) if jobs is None else jobs:
-        key = keys.task_events(job)
-        if task_id is not None:
-            records = dict(client.hscan_iter(key, match=f"{task_id}:*", count=_PAGE))
-        else:
-            records = client.hgetall(key)
+        records = _read(client, job, filters)
         groups = _group(records, _candidates(records, filters))
         for attempt_key, group in groups.items():
             if not keep(group):
