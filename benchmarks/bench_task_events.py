@@ -56,7 +56,8 @@ def listing_100k() -> tuple[float, float]:
         spec = TaskSpec(f"{i:024x}", name, "", [], {}, [], "", {"CPU": 1}, job_id=job)
         buffer.record(spec, "PENDING_NODE_ASSIGNMENT", **static_fields(spec))
         buffer.running(spec, node, "a" * 16)
-        buffer.ended(spec, FINISHED, {}) if i % 2 else None
+        if i % 2:  # half finished, half still running
+            buffer.ended(spec, FINISHED, {})
         if i % 1000 == 999:
             pipe.execute_command(*buffer.drain())
             pipe.execute()
