@@ -449,7 +449,8 @@ class CoreClient:
 
     def _record_submitted(self, spec: TaskSpec, state: str, actor_id: str | None = None) -> None:
         fields = task_events.static_fields(spec, actor_id)
-        fields["parent_task_id"] = runtime_context.current.task_id
+        if runtime_context.current.task_id:
+            fields["parent_task_id"] = runtime_context.current.task_id
         self.task_events.record(spec, state, **fields)
 
     def _dispatch(self, spec: TaskSpec, strategy: Any) -> None:

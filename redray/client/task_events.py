@@ -120,8 +120,8 @@ def static_fields(spec: TaskSpec, actor_id: str | None = None) -> dict[str, Any]
     """What the attempt is: the fields that do not change as it runs. The submitter adds
     the parent task (the task it runs, if any)."""
     pg = spec.extra.get("pg")
-    # The task id, attempt and job are in the record's field and key: not repeated here.
-    fields: dict[str, Any] = {"name": spec.name, "required_resources": spec.demand}
+    # The task id, attempt, name and job are in the record's field and key: not repeated.
+    fields: dict[str, Any] = {"required_resources": spec.demand}
     kind = task_type(spec)
     if kind != NORMAL_TASK:  # the reader's default
         fields["type"] = kind
@@ -266,10 +266,8 @@ class TaskEventBuffer:
             fields["actor_id"] = actor_id
         if spec.attempt:
             fields.update(static_fields(spec))
-        else:  # what it is, even before the submitter's record lands
-            fields["name"] = spec.name
-            if spec.extra.get("method") is not None or spec.extra.get("actor"):
-                fields["type"] = task_type(spec)
+        elif spec.extra.get("method") is not None or spec.extra.get("actor"):
+            fields["type"] = task_type(spec)  # even before the submitter's record lands
         if spec.extra.get("method") is None:  # an actor call was sent to it when submitted
             self.record(spec, SUBMITTED_TO_WORKER, ts, RUNNER)
         self.record(spec, RUNNING, ts, RUNNER, **fields)

@@ -25,9 +25,6 @@ class CommandRecorder:
     def evalsha(self, *args: Any) -> None:
         self.commands.append(("EVALSHA", *args))
 
-    def execute_command(self, *command: Any) -> None:
-        self.commands.append(command)
-
     def lpush(self, key: str, *values: Any) -> None:
         self.commands.append(("LPUSH", key, *values))
 

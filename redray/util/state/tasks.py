@@ -30,9 +30,10 @@ Filter = tuple[str, str, Any]
 
 #: Filter keys not looked for in the records' bytes: read from the header or field, or
 #: not written when they have their default value (type, language).
-_NOT_NEEDLES = ("state", "task_id", "job_id", "attempt_number", "type", "language")
-#: Columns written under another key (func_or_class_name is the name, not repeated).
-_STORED_AS = {"func_or_class_name": "name"}
+_NOT_NEEDLES = (
+    "state", "task_id", "job_id", "attempt_number", "type", "language", "name",
+    "func_or_class_name",
+)  # fmt: skip
 #: How many records one HSCAN of a job's history asks for.
 _PAGE = 50_000
 
@@ -62,7 +63,6 @@ def _needle(key: str, value: Any) -> bytes | None:
     """The bytes an attempt's raw record must contain to have `key` = `value`."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
-    key = _STORED_AS.get(key, key)
     return f'"{key}":{json.dumps(value)}'.encode()
 
 
@@ -74,12 +74,17 @@ def _attempt_of(field: bytes) -> bytes:
 
 
 def _group(records: dict[bytes, bytes], attempts: set[bytes] | None) -> dict:
-    """Records by attempt (only those of `attempts` when given)."""
-    groups: dict[bytes, list[bytes]] = {}
+    """Records by attempt (only those of `attempts` when given), and the attempt's task
+    name (from the field names)."""
+    groups: dict[bytes, tuple[list[bytes], list[bytes]]] = {}
     for field, raw in records.items():
         attempt = _attempt_of(field)
         if attempts is None or attempt in attempts:
-            groups.setdefault(attempt, []).append(raw)
+            raws, names = groups.setdefault(attempt, ([], []))
+            raws.append(raw)
+            name = field.partition(b"/")[2]
+            if name:
+                names.append(name)
     return groups
 
 
@@ -159,7 +164,6 @@ def parse(records: list[bytes]) -> dict[str, Any]:
             record.update(segment)
     events.sort(key=lambda event: event[1])
     record["state"] = _state(records).decode()
-    record.setdefault("func_or_class_name", record.get("name"))
     record.setdefault("type", NORMAL_TASK)
     record["language"] = "PYTHON"
     record["events"] = [{"state": state, "created_ms": ts / 1000} for state, ts in events]
@@ -186,12 +190,14 @@ def iter_records(client: redis.Redis, filters: list[Filter]) -> Iterator[dict[st
     for job in job_ids(client) if jobs is None else jobs:
         records = _read(client, job, filters)
         groups = _group(records, _candidates(records, filters))
-        for attempt_key, group in groups.items():
+        for attempt_key, (group, names) in groups.items():
             if not keep(group):
                 continue
             record = parse(group)
             task, _, attempt = attempt_key.decode().partition(":")
-            record.update(task_id=task, attempt_number=int(attempt), job_id=job)
+            name = names[0].decode() if names else None
+            record.update(task_id=task, attempt_number=int(attempt), job_id=job, name=name)
+            record["func_or_class_name"] = name
             yield record
 
 
