@@ -70,6 +70,14 @@ def events_flaky(marker: str) -> str:
     return "second attempt"
 
 
+@ray.remote(max_retries=1)
+def events_dies_once(marker: str) -> str:
+    if not os.path.exists(marker):
+        Path(marker).touch()
+        os._exit(1)
+    return "survived"
+
+
 @ray.remote
 class EventsCounter:
     def incr(self) -> int:
@@ -133,6 +141,34 @@ def test_retried_task_records_one_record_per_attempt(ray_start: Any, tmp_path: P
     assert [task.attempt_number for task in attempts] == [0, 1]
     assert attempts[0].state == "FAILED"
     assert "first attempt fails" in attempts[0].error_message
+
+
+def test_worker_death_fails_the_attempt_and_the_retry_is_recorded(
+    ray_start: Any, tmp_path: Path
+) -> None:
+    ref = events_dies_once.remote(str(tmp_path / "marker"))
+    assert ray.get(ref) == "survived"
+    attempts = _attempts(ref, "FINISHED")
+    assert [task.attempt_number for task in attempts] == [0, 1]
+    assert attempts[0].state == "FAILED" and attempts[0].error_type == "WORKER_DIED"
+
+
+def test_cancelled_task_is_failed_with_task_cancelled(ray_start: Any, tmp_path: Path) -> None:
+    ref = gated.remote(str(tmp_path / "never"))
+    wait_until(
+        lambda: state.list_tasks(
+            filters=[("task_id", "=", _task_id(ref)), ("state", "=", "RUNNING")]
+        )
+    )
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref)
+    tasks = wait_until(
+        lambda: state.list_tasks(
+            filters=[("task_id", "=", _task_id(ref)), ("state", "=", "FAILED")]
+        )
+    )
+    assert tasks[0].error_type == "TASK_CANCELLED"
 
 
 def test_actor_calls_record_class_and_method(ray_start: Any) -> None:
