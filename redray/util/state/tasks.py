@@ -11,10 +11,10 @@ recorded tasks with a filter matching ten cost one HGETALL and a scan of bytes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 import redis
 
 from redray.client.task_events import (
@@ -63,7 +63,7 @@ def _needle(key: str, value: Any) -> bytes | None:
     """The bytes an attempt's raw record must contain to have `key` = `value`."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
-    return f'"{key}":{json.dumps(value)}'.encode()
+    return f'"{key}":'.encode() + orjson.dumps(value)  # as the writers encode it
 
 
 def _attempt_of(field: bytes) -> bytes:
@@ -159,7 +159,7 @@ def parse(records: list[bytes]) -> dict[str, Any]:
     events: list[tuple[str, int]] = []
     for raw in sorted(records, key=lambda raw: raw[0]):  # later stages' fields win
         for line in raw.split(b"\n")[1:]:
-            segment = json.loads(line)
+            segment = orjson.loads(line)
             events += [(STATES_BY_CODE[e[0]], int(e[1:])) for e in segment.pop("ev").split(",")]
             record.update(segment)
     events.sort(key=lambda event: event[1])
