@@ -18,6 +18,14 @@ else:
     from redray.util import state
 
 
+@pytest.fixture
+def ray_start(ray_module: Any, _module_cluster: None) -> Any:
+    """The module's shared cluster; Ray's state API needs its dashboard (API server)."""
+    if not ray_module.is_initialized():
+        ray_module.init(num_cpus=2, **({"include_dashboard": True} if TESTING_RAY else {}))
+    return ray_module
+
+
 @ray.remote
 def state_quick(x: int) -> int:
     return x

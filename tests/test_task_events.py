@@ -22,6 +22,14 @@ else:
     from redray.util import state
 
 
+@pytest.fixture
+def ray_start(ray_module: Any, _module_cluster: None) -> Any:
+    """The module's shared cluster; Ray's state API needs its dashboard (API server)."""
+    if not ray_module.is_initialized():
+        ray_module.init(num_cpus=2, **({"include_dashboard": True} if TESTING_RAY else {}))
+    return ray_module
+
+
 def _task_id(ref: Any) -> str:
     task_id = ref.task_id()
     return task_id if isinstance(task_id, str) else task_id.hex()
