@@ -9,6 +9,7 @@ import json
 import logging
 import operator
 import os
+import subprocess
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -19,18 +20,21 @@ from redray.client.node_view import read_nodes
 from redray.cluster import EmbeddedCluster, resolve_address, start_embedded_cluster
 from redray.control import keys
 from redray.generators import ObjectRefGenerator
+from redray.jobs.records import JOB_RUNTIME_ENV
 from redray.object_ref import ObjectRef
+from redray.runtime_env import packages
+from redray.runtime_env import spec as runtime_env_spec
 
 logger = logging.getLogger(__name__)
 
 # Ray accepts these init() keywords; they have no meaning for redray and are ignored.
 _IGNORED_INIT_KWARGS = {
-    "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging",
+    "configure_logging",
     "logging_format", "log_to_driver", "local_mode", "_system_config", "_temp_dir",
     "_plasma_directory", "_node_ip_address", "_enable_object_reconstruction",
     "enable_resource_isolation", "logging_config", "_metrics_export_port", "storage",
     "job_config", "_tracing_startup_hook", "_skip_env_hook", "node_ip_address",
-    "logging_level", "runtime_env", "object_spilling_directory", "_node_name",
+    "logging_level", "object_spilling_directory", "_node_name",
     "_driver_object_store_memory", "num_workers", "redirect_output", "object_id_seed",
     "driver_mode", "num_redis_shards", "plasma_directory", "huge_pages",
 }  # fmt: skip
@@ -41,6 +45,9 @@ class _Session:
         self.client = client
         self.address = address
         self.cluster = cluster
+        #: The embedded cluster's dashboard process and its URL, when it has one.
+        self.dashboard: subprocess.Popen | None = None
+        self.dashboard_url: str | None = None
 
 
 _session: _Session | None = None
@@ -55,8 +62,8 @@ class RayContext(dict):
         return dict(self)
 
     @property
-    def dashboard_url(self) -> None:
-        return None
+    def dashboard_url(self) -> str | None:
+        return self.get("webui_url") or None
 
     def __enter__(self) -> RayContext:
         return self
@@ -79,6 +86,10 @@ def init(
     namespace: str | None = None,
     redis_address: str | None = None,
     _redis_password: str | None = None,
+    runtime_env: dict[str, Any] | None = None,
+    include_dashboard: bool | None = None,
+    dashboard_host: str = "127.0.0.1",
+    dashboard_port: int | None = None,
     enable_task_events: bool = True,
     task_events_max_per_job: int | None = None,
     task_events_ttl_s: float | None = None,
@@ -86,11 +97,16 @@ def init(
 ) -> RayContext:
     """Start an embedded cluster (no address) or join a running one (address=).
 
+    `runtime_env` is the job's default for its tasks and actors (theirs override it field by
+    field); its working_dir and py_modules are packed here, before anything starts.
+    `include_dashboard=True` serves an embedded cluster's dashboard (on `dashboard_port`,
+    default 8265); a joined cluster's dashboard is its head's.
     Task events (the state API's task list and the timeline): `enable_task_events=False`
     turns them off for this job; `task_events_max_per_job` (default 100,000 task attempts,
     or what `redray start` set; Ray's `_system_config` key
     `task_events_max_num_task_in_gcs` also works) bounds its history, which is kept
-    `task_events_ttl_s` seconds (default a day) after its last event."""
+    `task_events_ttl_s` seconds (default a day) after its last event.
+    """
     global _session
     unknown = set(kwargs) - _IGNORED_INIT_KWARGS
     if unknown:
@@ -106,6 +122,10 @@ def init(
                 "prior to 'redray.init()'."
             )
         _check_resources(num_cpus, num_gpus, resources, object_store_memory)
+        if runtime_env is None and os.environ.get(JOB_RUNTIME_ENV):  # a submitted job's
+            runtime_env = json.loads(os.environ[JOB_RUNTIME_ENV])
+        runtime_env_spec.check("runtime_env", runtime_env)
+        job_env, uploads = packages.prepare(runtime_env) if runtime_env else (None, {})
         target = resolve_address(address or redis_address)
         password = _redis_password or os.environ.get("REDRAY_REDIS_PASSWORD")
         cluster = None
@@ -140,6 +160,8 @@ def init(
             kind="driver",
         )
         client.nodes.refresh()
+        for name, data in uploads.items():
+            packages.upload(client.redis, name, data)
         _start_job(
             client,
             kwargs.get("_system_config") or {},
@@ -148,6 +170,9 @@ def init(
             task_events_ttl_s,
         )
         _session = _Session(client, shown_address, cluster)
+        if cluster is not None and include_dashboard:
+            _start_dashboard(_session, dashboard_host, dashboard_port)
+        runtime_context.current.runtime_env = job_env
         runtime_context.current.job_id = client.job_id
         runtime_context.current.node_id = node_id or ""
         runtime_context.current.namespace = client.namespace or client.job_id
@@ -192,7 +217,28 @@ def _context(session: _Session) -> RayContext:
         gcs_address=session.address,
         node_id=session.client.node_id,
         session_dir=session.cluster.session_dir if session.cluster else None,
+        webui_url=session.dashboard_url,
     )
+
+
+def _start_dashboard(session: _Session, host: str, port: int | None) -> None:
+    from pathlib import Path
+
+    from redray.dashboard.launcher import DEFAULT_PORT, start_dashboard
+
+    assert session.cluster is not None
+    try:
+        session.dashboard, session.dashboard_url, _ = start_dashboard(
+            session.cluster.redis_kwargs,
+            None,
+            host,
+            port or DEFAULT_PORT,
+            Path(session.cluster.session_dir) / "dashboard.log",
+            owner_pid=os.getpid(),
+        )
+    except BaseException:
+        shutdown()
+        raise
 
 
 def _next_job_id(redis_kwargs: dict[str, Any]) -> str:
@@ -255,9 +301,13 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
             except Exception:  # the cluster may be gone already: nothing to record
                 pass
         session.client.close()
+        if session.dashboard is not None:
+            session.dashboard.terminate()
+            session.dashboard.wait(timeout=10)
         if session.cluster is not None:
             session.cluster.stop()
         runtime_context.current.job_id = ""
+        runtime_context.current.runtime_env = None
 
 
 atexit.register(shutdown)

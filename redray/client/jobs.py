@@ -48,7 +48,7 @@ def register_job(
     }
     meta = keys.task_events_meta(job_id)
     pipe = client.pipeline(transaction=False)
-    pipe.hset(keys.JOBS, job_id, json.dumps(record))
+    pipe.hset(keys.DRIVER_JOBS, job_id, json.dumps(record))
     pipe.hset(meta, mapping={"cap": max_task_events, "ttl": int(ttl_seconds)})
     pipe.expire(meta, int(ttl_seconds))
     pipe.execute()
@@ -56,13 +56,13 @@ def register_job(
 
 def end_job(client: redis.Redis, job_id: str, ttl_seconds: float) -> None:
     """The driver ends: its job is SUCCEEDED, and its task history lives `ttl_seconds`."""
-    raw = client.hget(keys.JOBS, job_id)
+    raw = client.hget(keys.DRIVER_JOBS, job_id)
     if raw is None:
         return
     record: dict[str, Any] = json.loads(raw)
     record.update(status="SUCCEEDED", end_time=int(time.time() * 1000))
     pipe = client.pipeline(transaction=False)
-    pipe.hset(keys.JOBS, job_id, json.dumps(record))
+    pipe.hset(keys.DRIVER_JOBS, job_id, json.dumps(record))
     pipe.expire(keys.task_events(job_id), int(ttl_seconds))
     pipe.expire(keys.task_events_meta(job_id), int(ttl_seconds))
     pipe.execute()

@@ -487,7 +487,7 @@ def _job_records(
     client: redis.Redis, filters: list[Filter], limit: int = 0
 ) -> Iterator[dict[str, Any]]:
     drivers = client.hgetall(keys.CLIENTS)
-    for job_id, raw in sorted(client.hgetall(keys.JOBS).items()):
+    for job_id, raw in sorted(client.hgetall(keys.DRIVER_JOBS).items()):
         job = json.loads(raw)
         status = job["status"]
         if status == "RUNNING" and job.get("driver_client_id", "").encode() not in drivers:
@@ -511,6 +511,30 @@ def _job_records(
             "runtime_env": {},
             "driver_node_id": job.get("driver_node_id"),
             "driver_exit_code": None,
+        }
+    yield from _submitted_job_records(client)
+
+
+def _submitted_job_records(client: redis.Redis) -> Iterator[dict[str, Any]]:
+    """Jobs submitted through the job submission API (redray/jobs/), as Ray lists them."""
+    from redray.jobs import records
+
+    for info in records.read_all(client):
+        yield {
+            "job_id": info.job_id,
+            "submission_id": info.submission_id,
+            "entrypoint": info.entrypoint,
+            "type": "SUBMISSION",
+            "status": str(info.status),
+            "message": info.message,
+            "error_type": info.error_type,
+            "driver_info": {"pid": str(info.driver_pid)} if info.driver_pid else None,
+            "start_time": info.start_time,
+            "end_time": info.end_time,
+            "metadata": info.metadata or {},
+            "runtime_env": info.runtime_env or {},
+            "driver_node_id": info.driver_node_id,
+            "driver_exit_code": info.driver_exit_code,
         }
 
 
