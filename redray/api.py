@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
 import itertools
 import json
 import logging
@@ -445,19 +444,6 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
 def _check_timeout(timeout: float | None) -> None:
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"'timeout' must be None or a non-negative number, got {timeout!r}.")
-
-
-def future_of(ref: ObjectRef) -> concurrent.futures.Future:
-    future: concurrent.futures.Future = concurrent.futures.Future()
-
-    def resolve() -> None:
-        try:
-            future.set_result(get(ref))
-        except BaseException as error:  # the future carries whatever get raised
-            future.set_exception(error)
-
-    threading.Thread(target=resolve, daemon=True).start()
-    return future
 
 
 # ---- cluster introspection -----------------------------------------------------------
