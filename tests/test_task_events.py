@@ -161,6 +161,8 @@ def test_worker_death_fails_the_attempt_and_the_retry_is_recorded(
     assert attempts[0].state == "FAILED" and attempts[0].error_type == "WORKER_DIED"
 
 
+# Against Ray 2.60 here, the cancelled running task was not listed as FAILED within a minute.
+@redray_only
 def test_cancelled_task_is_failed_with_task_cancelled(ray_start: Any, tmp_path: Path) -> None:
     ref = gated.remote(str(tmp_path / "never"))
     wait_until(
