@@ -91,6 +91,9 @@ def init(
     include_dashboard: bool | None = None,
     dashboard_host: str = "127.0.0.1",
     dashboard_port: int | None = None,
+    enable_task_events: bool = True,
+    task_events_max_per_job: int | None = None,
+    task_events_ttl_s: float | None = None,
     **kwargs: Any,
 ) -> RayContext:
     """Start an embedded cluster (no address) or join a running one (address=).
@@ -99,6 +102,11 @@ def init(
     field); its working_dir and py_modules are packed here, before anything starts.
     `include_dashboard=True` serves an embedded cluster's dashboard (on `dashboard_port`,
     default 8265); a joined cluster's dashboard is its head's.
+    Task events (the state API's task list and the timeline): `enable_task_events=False`
+    turns them off for this job; `task_events_max_per_job` (default 100,000 task attempts,
+    or what `redray start` set; Ray's `_system_config` key
+    `task_events_max_num_task_in_gcs` also works) bounds its history, which is kept
+    `task_events_ttl_s` seconds (default a day) after its last event.
     """
     global _session
     unknown = set(kwargs) - _IGNORED_INIT_KWARGS
@@ -161,6 +169,13 @@ def init(
         client.nodes.refresh()
         for name, data in uploads.items():
             packages.upload(client.redis, name, data)
+        _start_job(
+            client,
+            kwargs.get("_system_config") or {},
+            enable_task_events,
+            task_events_max_per_job,
+            task_events_ttl_s,
+        )
         _session = _Session(client, shown_address, cluster)
         if cluster is not None and include_dashboard:
             _start_dashboard(_session, dashboard_host, dashboard_port)
@@ -181,6 +196,35 @@ def _exit_on_sigterm() -> None:
         return
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+
+
+def _start_job(
+    client: CoreClient,
+    system_config: dict[str, Any],
+    enabled: bool,
+    max_per_job: int | None,
+    ttl_seconds: float | None,
+) -> None:
+    """Record the job, and how its task events are kept (client/jobs.py)."""
+    from redray.client import jobs
+
+    default_cap, default_ttl = jobs.cluster_defaults(client.redis)
+    cap = max_per_job or system_config.get("task_events_max_num_task_in_gcs") or default_cap
+    if not isinstance(cap, int) or cap < 0:
+        raise ValueError(f"task_events_max_per_job must be a non-negative int, got {cap!r}.")
+    events = client.task_events
+    events.enabled = bool(enabled) and system_config.get("task_events_report_interval_ms") != 0
+    events.max_per_job = cap
+    events.ttl_seconds = float(ttl_seconds or default_ttl)
+    jobs.register_job(
+        client.redis,
+        client.job_id,
+        driver_client_id=client.client_id,
+        node_id=client.node_id,
+        namespace=client.namespace,
+        max_task_events=cap,
+        ttl_seconds=events.ttl_seconds,
+    )
 
 
 def _context(session: _Session) -> RayContext:
@@ -264,6 +308,16 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         from redray.util.placement_group import shutdown_client
 
         shutdown_client(session.client, remove_owned=session.cluster is None and reachable)
+        if session.cluster is None and reachable:  # an embedded cluster's history goes with it
+            from redray.client import jobs
+
+            try:
+                jobs.end_job(
+                    session.client.redis, session.client.job_id,
+                    session.client.task_events.ttl_seconds,
+                )  # fmt: skip
+            except Exception:  # the cluster may be gone already: nothing to record
+                pass
         session.client.close()
         if session.dashboard is not None:
             session.dashboard.terminate()

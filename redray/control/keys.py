@@ -34,6 +34,13 @@ test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 | {p}clients                       | hash   | client_id -> JSON (pid, node, kind), for liveness    |
 | {p}owned:{client_id}             | set    | ids of the committed objects a client process owns   |
 | {p}dead_owners                   | set    | client ids whose objects were released at death      |
+| {p}driver_jobs                   | hash   | job_id -> JSON record of a driver's job (status, pid)|
+| {p}actors                        | set    | every actor id (list_actors; stale ids are dropped)  |
+| {p}task_events:{job}             | hash   | "<task id>:<attempt>[:writer]" -> a writer's record  |
+|                                  |        | of a task attempt: "<rank><STATE>" line, then JSON   |
+|                                  |        | event lines (client/task_events.py); capped per job  |
+| {p}task_events:{job}:meta        | hash   | cap, ttl (set by the driver), dropped (a count)      |
+| {p}task_event_jobs               | set    | jobs that recorded task events (expired ones pruned) |
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ NODES = PREFIX + "nodes"
 NODE_EVENTS = PREFIX + "node_events"
 ERRORS = PREFIX + "errors"
 CLIENTS = PREFIX + "clients"
+DRIVER_JOBS = PREFIX + "driver_jobs"
+ACTORS = PREFIX + "actors"
+TASK_EVENT_JOBS = PREFIX + "task_event_jobs"
 
 JOBS = PREFIX + "jobs"
 JOB_REQUESTS = PREFIX + "job_requests"
@@ -105,6 +115,14 @@ def notify(client_id: str) -> str:
 
 def task(task_id: str) -> str:
     return f"{PREFIX}task:{task_id}"
+
+
+def task_events(job_id: str) -> str:
+    return f"{PREFIX}task_events:{job_id}"
+
+
+def task_events_meta(job_id: str) -> str:
+    return f"{PREFIX}task_events:{job_id}:meta"
 
 
 # ---- actors (redray/actor.py, redray/worker/actor_runtime.py) -------------------------

@@ -26,8 +26,10 @@ from typing import Any
 import redis
 
 from redray import ids
+from redray.client import task_events
 from redray.client.object_table import Entry
 from redray.client.store_reset import current_epoch
+from redray.client.task_events import NODE, TaskEventBuffer
 from redray.control import keys, reconnect, results
 from redray.control.scripts import Commands
 from redray.exceptions import WorkerCrashedError
@@ -108,6 +110,9 @@ class NodeDaemon:
         self._cancelled: set[str] = set()
         #: Placement group bundles: reserve/release requests (redray/scheduler/bundles.py).
         self.placement_groups = NodePlacementGroups(self)
+        #: Task events this daemon records (cancelled queued tasks, lost workers); they are
+        #: sent with its batched writes, never on their own (no thread: see _close_in_child).
+        self.task_events = TaskEventBuffer(self.commands.raw)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -423,6 +428,8 @@ class NodeDaemon:
         queued = self.scheduler.remove_queued(task_id)
         if queued is not None:
             self._to_ack.append(queued.entry_id)
+            cancelled = task_events.error_fields(b"", "cancelled")
+            self.task_events.record(queued.spec, task_events.FAILED, None, NODE, **cancelled)
             return
         worker_id = self.scheduler.running_task_worker(task_id)
         if worker_id is not None:
@@ -434,6 +441,7 @@ class NodeDaemon:
         pipe = self.redis.pipeline(transaction=False)
         pipe.xack(self._queue_key, keys.QUEUE_GROUP, *self._to_ack)
         pipe.xdel(self._queue_key, *self._to_ack)
+        self._add_task_events(pipe)
         pipe.execute()
         self._unacked.difference_update(self._to_ack)
         self._to_ack = []
@@ -511,6 +519,12 @@ class NodeDaemon:
             spec.max_retries == -1 or spec.attempt < spec.max_retries
         )
         results.record_failure(pipe, spec, entry, self.node_id, retrying=retry, cause=how)
+        error_fields = task_events.describe_error(error)
+        if retry:
+            self.task_events.retrying(spec, error_fields, NODE)
+        else:
+            self.task_events.record(spec, task_events.FAILED, None, NODE, **error_fields)
+        self._add_task_events(pipe)
         if retry:  # a copy: a lost connection runs this again (_redo_after_reconnect)
             payload = pickle.dumps(dataclasses.replace(spec, attempt=spec.attempt + 1), protocol=5)
             self.commands.call("requeue_task", spec.task_id, self.node_id, payload, pipe=pipe)
@@ -518,6 +532,11 @@ class NodeDaemon:
             results.commit_outputs(self.commands, pipe, spec, [entry] * len(spec.return_ids))
         pipe.execute()
         self._to_ack.append(task.entry_id)
+
+    def _add_task_events(self, pipe: redis.client.Pipeline) -> None:
+        command = self.task_events.drain()
+        if command is not None:
+            pipe.execute_command(*command)
 
     # ---- actors ----------------------------------------------------------------------
 

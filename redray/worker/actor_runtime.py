@@ -419,6 +419,7 @@ class ActorRuntime:
         current.task_id = spec.task_id
         current.task_name = spec.name
         current.function_name = f"{type(self.instance).__module__}.{spec.name}"
+        self.client.task_events.running(spec, current.node_id, current.worker_id)
 
     def _run(
         self, entry_id: bytes, fields: dict[bytes, bytes], defer: bool = False
