@@ -35,6 +35,7 @@ _IDLE_CHECK = 0.05
 class WriteBatcher:
     def __init__(self, client: redis.Redis) -> None:
         self._connection = RawConnection(client)
+        self._where = client.connection_pool.connection_kwargs
         self._lock = threading.RLock()
         self._unread = 0
         self._busy = False
@@ -113,9 +114,22 @@ class WriteBatcher:
             if self._unread:
                 self._lost_replies(self._unread, self._sent - self._unread + 1, error)
                 self._unread = 0
+            self._send_on_new_connection(commands, error)
+
+    def _send_on_new_connection(self, commands: list[Command], error: BaseException) -> None:
+        """Retry on new connections with backoff, for the grace period at most."""
+        outage = reconnect.Outage(reconnect.describe(self._where))
+        while True:
             self._connection.close()
             self.generation += 1
-            self._connection.send(commands)
+            if outage.failed():
+                raise outage.error(error) from error
+            try:
+                self._connection.send(commands)
+                return
+            except reconnect.CONNECTION_ERRORS as again:
+                error = again
+                time.sleep(outage.backoff.next_delay())
 
     def _lost_replies(self, count: int, first: int, error: BaseException | str) -> None:
         """The connection broke before `count` replies came: those writes may or may not

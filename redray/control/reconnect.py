@@ -68,8 +68,9 @@ def set_grace_seconds(seconds: float) -> None:
 
 def describe(redis_kwargs: dict[str, Any]) -> str:
     """Where Redis is, as a person would name it."""
-    if redis_kwargs.get("unix_socket_path"):
-        return f"Redis at {redis_kwargs['unix_socket_path']}"
+    socket_path = redis_kwargs.get("unix_socket_path") or redis_kwargs.get("path")
+    if socket_path:  # `path` in a connection pool's kwargs
+        return f"Redis at {socket_path}"
     return f"Redis at {redis_kwargs.get('host', 'localhost')}:{redis_kwargs.get('port', 6379)}"
 
 
