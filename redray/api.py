@@ -16,6 +16,7 @@ from typing import Any
 from redray import runtime_context
 from redray.client.core import CoreClient
 from redray.client.node_view import read_nodes
+from redray.client.worker_logs import start_worker_log_printer
 from redray.cluster import EmbeddedCluster, resolve_address, start_embedded_cluster
 from redray.control import keys
 from redray.generators import ObjectRefGenerator
@@ -131,6 +132,8 @@ def init(
             kind="driver",
         )
         client.nodes.refresh()
+        if kwargs.get("log_to_driver", True):
+            start_worker_log_printer(client)
         _session = _Session(client, shown_address, cluster)
         runtime_context.current.job_id = client.job_id
         runtime_context.current.node_id = node_id or ""

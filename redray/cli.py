@@ -219,6 +219,7 @@ def _start_node(
         "prestart_workers": max(1, int(total["CPU"])),
         # With --block the node must not outlive this command, even if it is SIGKILLed.
         "owner_pid": os.getpid() if args.block else None,
+        "log_dir": str(session / "logs" / node_id),
     }
     if password:
         os.environ[PASSWORD_ENV] = password

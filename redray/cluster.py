@@ -192,6 +192,7 @@ def start_embedded_cluster(
         "prestart_workers": max(1, int(total["CPU"])),
         "owner_pid": os.getpid(),
         "owned_redis_pid": server.process.pid,
+        "log_dir": os.path.join(session_dir, "logs"),
     }
     try:
         daemon, _ = start_node_process(config)

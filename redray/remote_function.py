@@ -95,7 +95,7 @@ class RemoteFunction:
             return_ids = [ids.object_id_for(task_id, index + 1) for index in range(count)]
         spec = TaskSpec(
             task_id=task_id,
-            name=self.__qualname__,
+            name=opts.get("name") or self.__qualname__,
             function_id=export.function_id,
             args=[client.prepare_arg(value, self._name) for value in args],
             kwargs={name: client.prepare_arg(v, self._name) for name, v in kwargs.items()},

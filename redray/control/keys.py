@@ -26,6 +26,8 @@ test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 | {p}clients                       | hash   | client_id -> JSON (pid, node, kind), for liveness    |
 | {p}owned:{client_id}             | set    | ids of the committed objects a client process owns   |
 | {p}dead_owners                   | set    | client ids whose objects were released at death      |
+| {p}logs:{job_id}                 | stream | workers' stdout/stderr lines of one job, in batches  |
+|                                  |        | (capped; read by the job's driver, `redray logs`)    |
 """
 
 from __future__ import annotations
@@ -80,6 +82,14 @@ def obj_locations(object_id: str) -> str:
 
 def notify(client_id: str) -> str:
     return f"{PREFIX}notify:{client_id}"
+
+
+def logs(job_id: str) -> str:
+    return f"{PREFIX}logs:{job_id}"
+
+
+#: Pattern matching every job's log stream (for `redray logs`).
+LOGS_PATTERN = PREFIX + "logs:*"
 
 
 def task(task_id: str) -> str:

@@ -15,6 +15,7 @@ import selectors
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ from redray.scheduler.bundles import NodePlacementGroups
 from redray.scheduler.local_scheduler import Action, Dispatch, LocalScheduler, QueuedTask
 from redray.task_spec import TaskSpec
 from redray.worker.direct_server import started_marker
+from redray.worker.output import OutputPlace
 
 HEARTBEAT_SECONDS = 0.5
 HEARTBEAT_TTL_SECONDS = 5
@@ -62,6 +64,9 @@ class NodeConfig:
     owned_redis_pid: int | None = None
     ready_fd: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    #: Where workers keep their stdout/stderr files (`redray logs`); default: a directory
+    #: per node under the system's temporary directory.
+    log_dir: str | None = None
 
 
 class NodeDaemon:
@@ -75,7 +80,15 @@ class NodeDaemon:
         self.owners = OwnerReaper(self.redis, self.commands, config.node_id, self.store)
         self.scheduler = LocalScheduler(dict(config.resources))
         self.selector = selectors.DefaultSelector()
-        self.pool = WorkerPool(config.redis_kwargs, config.node_id, self._close_in_child)
+        self.log_dir = config.log_dir or os.path.join(
+            tempfile.gettempdir(), f"redray-logs-{config.node_id}"
+        )
+        self.pool = WorkerPool(
+            config.redis_kwargs,
+            config.node_id,
+            self._close_in_child,
+            OutputPlace(self.log_dir, node_ip()),
+        )
         self._queue_key = keys.node_queue(config.node_id)
         self._queue_reader = self.redis.connection_pool.make_connection()
         self._to_ack: list[str] = []
@@ -122,6 +135,7 @@ class NodeDaemon:
             "pid": os.getpid(),
             "store_dir": str(self.store.directory),
             "labels": self.config.labels,
+            "log_dir": self.log_dir,
             "started": time.time(),
             **store_fields,
         }
