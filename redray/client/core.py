@@ -605,7 +605,7 @@ class CoreClient:
         self.batcher.flush()
         own = pipe or self.redis.pipeline(transaction=False)
         if self.output is not None:  # the task's output lands before its result
-            self.output.write_pending(own)
+            self.output.write_pending(own, spec)
         results.commit_outputs(self.commands, own, spec, entries, final_state, notify_owner)
         if record_failure:
             results.record_failure(own, spec, entries[0], self.node_id)

@@ -31,6 +31,7 @@ import redis
 
 from redray import runtime_context
 from redray.control import keys
+from redray.task_spec import TaskSpec
 
 #: How long lines written mid-task wait, at most, before they are sent.
 FLUSH_SECONDS = 0.1
@@ -94,8 +95,8 @@ class WorkerOutput:
 
     # ---- capture (any thread) ------------------------------------------------------------
 
-    def add_lines(self, is_err: bool, lines: list[str]) -> None:
-        source = self._source()
+    def add_lines(self, is_err: bool, lines: list[str], spec: TaskSpec | None = None) -> None:
+        source = self._source(spec)
         with self._lock:
             start_flusher = not self._pending
             self._pending.extend((source, is_err, line) for line in lines)
@@ -111,31 +112,36 @@ class WorkerOutput:
                 )
                 self._flusher.start()
 
-    def _source(self) -> Source:
-        """The running task's identity; between tasks, the last one's (as Ray attributes a
-        worker's lines to the last task it started)."""
+    def _source(self, spec: TaskSpec | None = None) -> Source:
+        """The running task's identity (`spec`'s while it commits); between tasks, the last
+        one's (as Ray attributes a worker's lines to the last task it started)."""
         current = runtime_context.current
-        if current.task_id is None:
+        if spec is not None:
+            task_id, task_name, job_id = spec.task_id, spec.name, spec.job_id
+        elif current.task_id is not None:
+            task_id, task_name, job_id = current.task_id, current.task_name, current.job_id
+        else:
             return self._last_source
         if self.actor_label is not None:
             name, is_actor = self.actor_label, True
         else:
-            name, is_actor = current.task_name or "", False
+            name, is_actor = task_name or "", False
         source = self._last_source
-        if (source.task_id, source.name) != (current.task_id, name):
-            source = Source(current.job_id, current.task_id, name, current.actor_id or "", is_actor)
+        if (source.task_id, source.name) != (task_id, name):
+            source = Source(job_id, task_id, name, current.actor_id or "", is_actor)
             self._last_source = source
         return source
 
     # ---- sending --------------------------------------------------------------------------
 
-    def write_pending(self, pipe: Any) -> None:
-        """Queue the lines written so far on `pipe` (a task's commit, sent right after)."""
+    def write_pending(self, pipe: Any, spec: TaskSpec) -> None:
+        """Queue the lines written so far on `pipe`: the commit of task `spec`, sent right
+        after. A line the task left unfinished is a line of its own."""
         if not self._pending and not _has_partial():
             return
         for stream in (sys.stdout, sys.stderr):
             if isinstance(stream, CapturedStream):
-                stream.end_line()
+                stream.end_line(spec)
         with self._send_lock:
             for key, fields in self._take_batches():
                 pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
@@ -247,14 +253,14 @@ class CapturedStream(io.TextIOBase):
     def has_partial(self) -> bool:
         return bool(self._partial)
 
-    def end_line(self) -> None:
+    def end_line(self, spec: TaskSpec) -> None:
         """A task ended mid-line: what it wrote of the line is a line of its own."""
         with self._lock:
             partial, self._partial = self._partial, ""
             if partial:
                 os.write(self._fd, (partial + "\n").encode("utf-8", "replace"))
         if partial:
-            self._output.add_lines(self._is_err, [partial])
+            self._output.add_lines(self._is_err, [partial], spec)
 
     def flush(self) -> None:
         """Lines are written as they complete; a partial line waits for its end (or the

@@ -1,0 +1,234 @@
+"""Workers' stdout and stderr on the driver: Ray's prefix, dedup, log_to_driver=False, the
+node's log files, and output from a task on another node (`, ip=...`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from target_ray import TESTING_RAY, ray, redray_only, wait_for_path, wait_until
+
+from redray.client.worker_logs import LogBatch, LogDeduplicator
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class DriverOutput:
+    """Everything the driver printed so far on stdout and stderr, colour codes removed
+    (the printer runs on a background thread: callers poll)."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self._capsys = capsys
+        self.out = ""
+        self.err = ""
+
+    def read(self) -> DriverOutput:
+        captured = self._capsys.readouterr()
+        self.out += _ANSI.sub("", captured.out)
+        self.err += _ANSI.sub("", captured.err)
+        return self
+
+    def wait_for(self, text: str, stream: str = "out") -> str:
+        found = wait_until(lambda: text in getattr(self.read(), stream))
+        assert found, f"{text!r} never reached the driver's {stream}: {getattr(self, stream)!r}"
+        return getattr(self, stream)
+
+
+@pytest.fixture
+def output(capsys: pytest.CaptureFixture[str]) -> Iterator[DriverOutput]:
+    yield DriverOutput(capsys)
+
+
+@ray.remote
+def say(text: str) -> int:
+    print(text)
+    return os.getpid()
+
+
+@ray.remote
+def complain(text: str) -> int:
+    print(text, file=sys.stderr)
+    return os.getpid()
+
+
+@ray.remote
+class Speaker:
+    def say(self, text: str) -> int:
+        print(text)
+        return os.getpid()
+
+
+@ray.remote
+class Named:
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def __repr__(self) -> str:
+        return f"Named({self.label})"
+
+    def say(self, text: str) -> int:
+        print(text)
+        return os.getpid()
+
+
+@pytest.mark.timeout(120)
+def test_task_stdout_reaches_the_driver_with_its_prefix(ray_start: Any, output: DriverOutput):
+    pid = ray.get(say.remote("hello from a task"))
+    assert f"(say pid={pid}) hello from a task" in output.wait_for("hello from a task")
+
+
+@redray_only
+@pytest.mark.timeout(120)
+def test_task_output_is_printed_before_get_returns(ray_start: Any, output: DriverOutput):
+    """redray sends a task's lines with its result, ahead of it: no wait after get()."""
+    pid = ray.get(say.remote("printed before the result"))
+    assert f"(say pid={pid}) printed before the result" in output.read().out
+
+
+@pytest.mark.timeout(120)
+def test_task_stderr_reaches_the_driver_stderr(ray_start: Any, output: DriverOutput):
+    pid = ray.get(complain.remote("something went wrong"))
+    err = output.wait_for("something went wrong", "err")
+    assert f"(complain pid={pid}) something went wrong" in err
+    assert "something went wrong" not in output.out
+
+
+@pytest.mark.timeout(120)
+def test_task_name_option_names_the_prefix(ray_start: Any, output: DriverOutput):
+    pid = ray.get(say.options(name="greeter").remote("named task line"))
+    assert f"(greeter pid={pid}) named task line" in output.wait_for("named task line")
+
+
+@pytest.mark.timeout(120)
+def test_actor_output_is_prefixed_with_its_class(ray_start: Any, output: DriverOutput):
+    speaker = Speaker.remote()
+    pid = ray.get(speaker.say.remote("an actor speaks"))
+    assert f"(Speaker pid={pid}) an actor speaks" in output.wait_for("an actor speaks")
+
+
+@pytest.mark.timeout(120)
+def test_actor_with_repr_is_prefixed_with_it(ray_start: Any, output: DriverOutput):
+    named = Named.remote("blue")
+    pid = ray.get(named.say.remote("repr actor line"))
+    assert f"(Named(blue) pid={pid}) repr actor line" in output.wait_for("repr actor line")
+
+
+@ray.remote
+def print_then_wait(text: str, gate: str) -> None:
+    print(text)
+    wait_for_path(gate)
+
+
+@pytest.mark.timeout(120)
+def test_output_of_a_running_task_shows_before_it_ends(
+    ray_start: Any, output: DriverOutput, workdir: Path
+):
+    gate = str(workdir / "gate")
+    ref = print_then_wait.remote("still running", gate)
+    output.wait_for("still running")  # the task is blocked on the gate until now
+    Path(gate).touch()
+    ray.get(ref)
+
+
+@pytest.mark.timeout(120)
+def test_lines_repeated_across_workers_are_collapsed(ray_start: Any, output: DriverOutput):
+    speakers = [Speaker.options(num_cpus=0).remote() for _ in range(2)]
+    pids = ray.get([s.say.remote("warming up") for s in speakers])
+    assert len(set(pids)) == 2
+    for _ in range(4):
+        ray.get([s.say.remote("the same line again") for s in speakers])
+    out = output.wait_for("across cluster]")
+    assert re.search(r"the same line again \[repeated \d+x across cluster\]", out)
+    plain = [line for line in out.splitlines() if line.endswith(") the same line again")]
+    assert len(plain) < 8
+
+
+@redray_only  # Ray reads RAY_DEDUP_LOGS once, when it is imported
+@pytest.mark.timeout(120)
+def test_dedup_off_prints_every_line(
+    ray_fresh: Any, output: DriverOutput, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("RAY_DEDUP_LOGS", "0")
+    ray_fresh()
+    speakers = [Speaker.options(num_cpus=0).remote() for _ in range(2)]
+    for _ in range(3):
+        ray.get([s.say.remote("never collapsed") for s in speakers])
+    ray.shutdown()
+    out = output.read().out
+    assert out.count(") never collapsed") == 6
+    assert "repeated" not in out
+
+
+@redray_only  # where worker output is kept on the node
+@pytest.mark.timeout(120)
+def test_log_to_driver_false_prints_nothing_but_keeps_the_files(
+    ray_fresh: Any, output: DriverOutput
+):
+    context = ray_fresh(log_to_driver=False)
+    ray.get(say.remote("kept on the node only"))
+    ray.get(complain.remote("an error kept on the node"))
+    logs = Path(context["session_dir"]) / "logs"
+    found = wait_until(
+        lambda: "kept on the node only" in "".join(p.read_text() for p in logs.glob("*.out"))
+        and "an error kept" in "".join(p.read_text() for p in logs.glob("*.err"))
+    )
+    assert found
+    read = output.read()
+    assert "kept on the node only" not in read.out
+    assert "an error kept" not in read.err
+
+
+@ray.remote
+def partial() -> int:
+    print("no newline here", end="")
+    return os.getpid()
+
+
+@pytest.mark.timeout(120)
+def test_print_without_a_newline_at_the_end_of_a_task_is_shown(
+    ray_start: Any, output: DriverOutput
+):
+    pid = ray.get(partial.remote())
+    assert f"(partial pid={pid}) no newline here" in output.wait_for("no newline here")
+
+
+# ---- the deduplicator alone (pure logic, a fake clock) ------------------------------------
+
+
+def _batch(pid: str, *lines: str) -> LogBatch:
+    return LogBatch(pid=pid, ip="10.0.0.1", name="f", is_actor=False, is_err=False,
+                    lines=list(lines))  # fmt: skip
+
+
+def _lines(batches: list[LogBatch]) -> list[str]:
+    return [_ANSI.sub("", line) for batch in batches for line in batch.lines]
+
+
+@pytest.mark.skipif(TESTING_RAY, reason="unit test of redray's deduplicator")
+def test_deduplicator_counts_other_workers_repeats_until_the_window_ends() -> None:
+    now = [0.0]
+    dedup = LogDeduplicator(5, None, None, clock=lambda: now[0])
+    assert _lines(dedup.deduplicate(_batch("1", "loading shard 7"))) == ["loading shard 7"]
+    assert _lines(dedup.deduplicate(_batch("1", "loading shard 8"))) == ["loading shard 8"]
+    for pid in ("2", "3", "4"):  # other workers: counted, not printed
+        assert _lines(dedup.deduplicate(_batch(pid, f"loading shard {pid}"))) == []
+    now[0] = 6.0
+    (summary,) = _lines(dedup.expired())
+    assert summary.startswith("loading shard 4 [repeated 3x across cluster]")
+    assert _lines(dedup.flush()) == []
+
+
+@pytest.mark.skipif(TESTING_RAY, reason="unit test of redray's deduplicator")
+def test_deduplicator_prints_a_single_repeat_plainly_and_never_dedups_empty_keys() -> None:
+    now = [0.0]
+    dedup = LogDeduplicator(5, None, None, clock=lambda: now[0])
+    dedup.deduplicate(_batch("1", "done"))
+    assert _lines(dedup.deduplicate(_batch("2", "done"))) == []
+    assert _lines(dedup.deduplicate(_batch("2", "42", "42"))) == ["42", "42"]
+    now[0] = 5.0
+    assert _lines(dedup.expired()) == ["done"]
