@@ -33,7 +33,7 @@ from typing import Any
 import psutil
 import redis
 
-from redray import ids
+from redray import cli_logs, ids
 from redray.client.node_view import read_nodes
 from redray.cluster import (
     connect_kwargs,
@@ -573,6 +573,12 @@ def _parser() -> argparse.ArgumentParser:
         if name == "errors":
             command.add_argument("--limit", type=int, default=20)
         command.set_defaults(handler=handler)
+
+    logs = commands.add_parser("logs", help="show workers' output (of a task, actor, worker...)")
+    logs.add_argument("--address", help="HOST:PORT (default: this machine's cluster)")
+    logs.add_argument("--redis-password", help=f"Redis password (or ${PASSWORD_ENV})")
+    cli_logs.configure(logs)
+    logs.set_defaults(handler=lambda args: cli_logs.run(args, _cluster_client(args)[1]))
     return parser
 
 

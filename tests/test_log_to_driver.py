@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 from target_ray import TESTING_RAY, ray, redray_only, wait_for_path, wait_until
+from test_cli import CliCluster, cli  # noqa: F401  (cli is a fixture)
 
 from redray.client.worker_logs import LogBatch, LogDeduplicator
 
@@ -142,7 +144,12 @@ def test_lines_repeated_across_workers_are_collapsed(ray_start: Any, output: Dri
     assert len(set(pids)) == 2
     for _ in range(4):
         ray.get([s.say.remote("the same line again") for s in speakers])
-    out = output.wait_for("across cluster]")
+    # Ray prints the summary with the next output after the window: keep some coming.
+    summarised = wait_until(
+        lambda: ray.get(speakers[0].say.remote("poll")) and "across cluster]" in output.read().out
+    )
+    out = output.out
+    assert summarised, out
     assert re.search(r"the same line again \[repeated \d+x across cluster\]", out)
     plain = [line for line in out.splitlines() if line.endswith(") the same line again")]
     assert len(plain) < 8
@@ -174,8 +181,10 @@ def test_log_to_driver_false_prints_nothing_but_keeps_the_files(
     ray.get(complain.remote("an error kept on the node"))
     logs = Path(context["session_dir"]) / "logs"
     found = wait_until(
-        lambda: "kept on the node only" in "".join(p.read_text() for p in logs.glob("*.out"))
-        and "an error kept" in "".join(p.read_text() for p in logs.glob("*.err"))
+        lambda: (
+            "kept on the node only" in "".join(p.read_text() for p in logs.glob("*.out"))
+            and "an error kept" in "".join(p.read_text() for p in logs.glob("*.err"))
+        )
     )
     assert found
     read = output.read()
@@ -232,3 +241,68 @@ def test_deduplicator_prints_a_single_repeat_plainly_and_never_dedups_empty_keys
     assert _lines(dedup.deduplicate(_batch("2", "42", "42"))) == ["42", "42"]
     now[0] = 5.0
     assert _lines(dedup.expired()) == ["done"]
+
+
+# ---- a task on another node --------------------------------------------------------------
+
+
+@ray.remote(resources={"second": 1})
+def say_on_second(text: str) -> tuple[int, str]:
+    print(text)
+    print("and a warning", file=sys.stderr)
+    return os.getpid(), ray.get_runtime_context().get_task_id()
+
+
+@redray_only  # starts its nodes with the redray CLI
+@pytest.mark.timeout(300)
+def test_output_of_a_task_on_another_node_reaches_the_driver_with_its_ip(
+    cli: CliCluster,  # noqa: F811
+    output: DriverOutput,
+):
+    """The second node has another address (as on another machine): its lines carry it."""
+    state = cli.start_head()
+    cli.run(
+        "start", "--address", state["address"], "--num-cpus", "1",
+        "--resources", '{"second": 1}', REDRAY_NODE_IP="127.0.0.2",
+    )  # fmt: skip
+    ray.init(address="auto")
+    pid, task_id = ray.get(say_on_second.remote("from the second node"))
+    out = output.wait_for("from the second node")
+    assert f"(say_on_second pid={pid}, ip=127.0.0.2) from the second node" in out
+    local = ray.get(say.remote("from the head node"))
+    assert f"(say pid={local}) from the head node" in output.wait_for("from the head node")
+
+    # `redray logs`: by task (from Redis), by worker (its node's files), stderr only.
+    assert cli.run("logs", "task", "--id", task_id).stdout.splitlines() == [
+        "from the second node", "and a warning"
+    ]  # fmt: skip
+    assert cli.run("logs", "task", "--id", task_id, "--err").stdout == "and a warning\n"
+    assert "from the head node" in cli.run("logs", "worker", "--pid", str(local)).stdout
+    assert "No output recorded" in cli.run("logs", "task", "--id", "f00", check=False).stderr
+    listing = cli.run("logs").stdout
+    assert "worker-" in listing and ray.get_runtime_context().get_job_id() in listing
+
+
+@redray_only  # the redray CLI
+@pytest.mark.timeout(120)
+def test_logs_follow_prints_new_output(cli: CliCluster, output: DriverOutput):  # noqa: F811
+    cli.start_head()
+    ray.init(address="auto")
+    job_id = ray.get_runtime_context().get_job_id()
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "redray.cli", "logs", "job", "--id", job_id, "--follow"],
+        env=cli.env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        pid = ray.get(say.remote("followed line"))
+        line = follower.stdout.readline()  # blocks until the follower prints
+        assert line.endswith(f"(say pid={pid}, ip={_node_ip()}) followed line\n")
+    finally:
+        follower.kill()
+        follower.wait()
+
+
+def _node_ip() -> str:
+    from redray.node.daemon import node_ip
+
+    return node_ip()
