@@ -79,6 +79,8 @@ class WorkerOutput:
         self._last_source = _NO_SOURCE
         #: The actor's prefix (its class name, or repr), once this worker hosts one.
         self.actor_label: str | None = None
+        #: Anything written since the last commit took the pending lines.
+        self.written = False
         self._wakeup = threading.Event()
         self._flusher: threading.Thread | None = None
         self._connection: redis.Redis | None = None
@@ -137,8 +139,9 @@ class WorkerOutput:
     def write_pending(self, pipe: Any, spec: TaskSpec) -> None:
         """Queue the lines written so far on `pipe`: the commit of task `spec`, sent right
         after. A line the task left unfinished is a line of its own."""
-        if not self._pending and not _has_partial():
+        if not self.written:  # the common case, on every task's commit: one attribute read
             return
+        self.written = False
         for stream in (sys.stdout, sys.stderr):
             if isinstance(stream, CapturedStream):
                 stream.end_line(spec)
@@ -201,13 +204,6 @@ class WorkerOutput:
                 self._dropped += sum(fields["l"].count("\n") + 1 for _, fields in batches)
 
 
-def _has_partial() -> bool:
-    return any(
-        isinstance(stream, CapturedStream) and stream.has_partial()
-        for stream in (sys.stdout, sys.stderr)
-    )
-
-
 class CapturedStream(io.TextIOBase):
     """`sys.stdout` / `sys.stderr` of a worker: writes go to the log file (fd 1 or 2), and
     complete lines to the worker's pending output."""
@@ -240,6 +236,7 @@ class CapturedStream(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._output.written = True
         with self._lock:
             data = self._partial + text
             if "\n" not in text:
@@ -249,9 +246,6 @@ class CapturedStream(io.TextIOBase):
             os.write(self._fd, (complete + "\n").encode("utf-8", "replace"))
         self._output.add_lines(self._is_err, complete.split("\n"))
         return len(text)
-
-    def has_partial(self) -> bool:
-        return bool(self._partial)
 
     def end_line(self, spec: TaskSpec) -> None:
         """A task ended mid-line: what it wrote of the line is a line of its own."""
