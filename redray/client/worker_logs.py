@@ -242,4 +242,12 @@ def start_worker_log_printer(client: Any) -> None:
     from redray.node.daemon import node_ip
 
     client.worker_logs = WorkerLogPrinter(node_ip())
+    client.worker_logs.on_tqdm_line = _draw_remote_bar
     client.ensure_reader()
+
+
+def _draw_remote_bar(line: str) -> None:
+    """A redray.experimental.tqdm_ray state line: its bar is drawn, not printed."""
+    from redray.experimental import tqdm_ray
+
+    tqdm_ray.instance().process_line(line)

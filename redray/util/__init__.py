@@ -1,4 +1,6 @@
-"""Utilities with Ray's names: scheduling strategies and placement groups."""
+"""Utilities with Ray's names: scheduling strategies, placement groups, progress bars."""
+
+from typing import Any
 
 from redray.actor import list_named_actors
 from redray.util import scheduling_strategies
@@ -20,7 +22,17 @@ __all__ = [
     "list_named_actors",
     "placement_group",
     "placement_group_table",
+    "progress",
     "register_serializer",
     "remove_placement_group",
     "scheduling_strategies",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`progress` is imported on first use: tqdm takes ~0.1 s to import."""
+    if name == "progress":
+        from redray.util.progress_bar import progress
+
+        return progress
+    raise AttributeError(f"module 'redray.util' has no attribute {name!r}")
