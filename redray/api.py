@@ -107,6 +107,7 @@ def init(
                 num_gpus=num_gpus,
                 resources=resources,
                 object_store_memory=object_store_memory,
+                metrics_export_port=kwargs.get("_metrics_export_port"),
             )
             redis_kwargs, node_id, shown_address = (
                 cluster.redis_kwargs,
@@ -372,6 +373,7 @@ def nodes() -> list[dict[str, Any]]:
                 "NodeID": state.node_id,
                 "Alive": alive,
                 "NodeManagerAddress": state.address,
+                "MetricsExportPort": state.extra.get("metrics_export_port"),
                 "NodeManagerHostname": state.hostname,
                 "NodeName": state.address,
                 "Resources": dict(state.total),

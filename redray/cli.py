@@ -220,6 +220,7 @@ def _start_node(
         # With --block the node must not outlive this command, even if it is SIGKILLed.
         "owner_pid": os.getpid() if args.block else None,
         "log_dir": str(session / "logs" / node_id),
+        "metrics_export_port": args.metrics_export_port,
     }
     if password:
         os.environ[PASSWORD_ENV] = password
@@ -555,6 +556,11 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--num-gpus", type=float)
     start.add_argument("--resources", help="custom resources as JSON, e.g. '{\"special\": 1}'")
     start.add_argument("--object-store-memory", type=int, help="bytes")
+    start.add_argument(
+        "--metrics-export-port",
+        type=int,
+        help="serve this node's Prometheus metrics on this port (0: any free port)",
+    )
     start.add_argument(
         "--block", action="store_true", help="stay in the foreground; SIGTERM stops it all"
     )

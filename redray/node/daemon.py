@@ -26,6 +26,7 @@ from redray.client.object_table import Entry
 from redray.control import keys, results
 from redray.control.scripts import Commands
 from redray.exceptions import WorkerCrashedError
+from redray.node.metrics import NodeMetrics
 from redray.node.owners import OwnerReaper
 from redray.node.recovery import NodeRecovery
 from redray.node.redis_launcher import wait_until_up
@@ -67,6 +68,8 @@ class NodeConfig:
     #: Where workers keep their stdout/stderr files (`redray logs`); default: a directory
     #: per node under the system's temporary directory.
     log_dir: str | None = None
+    #: Serve Prometheus metrics on this port (0: any free port); None: no metrics.
+    metrics_export_port: int | None = None
 
 
 class NodeDaemon:
@@ -103,10 +106,19 @@ class NodeDaemon:
         self._cancelled: set[str] = set()
         #: Placement group bundles: reserve/release requests (redray/scheduler/bundles.py).
         self.placement_groups = NodePlacementGroups(self)
+        #: Prometheus metrics (node/metrics.py), when a port was given.
+        self.metrics: NodeMetrics | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
     def run(self) -> None:
+        if self.config.metrics_export_port is not None:  # before any worker is forked
+            self.metrics = NodeMetrics(
+                self.node_id,
+                os.path.join(self.log_dir, "metrics"),
+                node_ip(),
+                self.config.metrics_export_port,
+            )
         self._register()
         self._install_signal_handlers()
         self._watch_owner()
@@ -136,6 +148,7 @@ class NodeDaemon:
             "store_dir": str(self.store.directory),
             "labels": self.config.labels,
             "log_dir": self.log_dir,
+            "metrics_export_port": self.metrics.port if self.metrics else None,
             "started": time.time(),
             **store_fields,
         }
@@ -200,6 +213,8 @@ class NodeDaemon:
 
     def _shutdown(self) -> None:
         self.pool.stop_all()
+        if self.metrics is not None:
+            self.metrics.close()
         self._stop_object_store()
         # A node declared dead leaves its record and queue to the daemon recovering them.
         if not self.recovery.declared_dead:
@@ -239,6 +254,8 @@ class NodeDaemon:
                 if not self.recovery.tick(self._heartbeat_value(), HEARTBEAT_TTL_SECONDS):
                     return  # declared dead while alive (too slow): leave, as Ray's raylets do
                 self.owners.release_dead()  # drivers of this node that died
+                if self.metrics is not None:
+                    self.metrics.update(self)
                 next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
 
     def _retire_surplus_workers(self) -> None:
@@ -376,6 +393,8 @@ class NodeDaemon:
         task = self.scheduler.task_of(worker_id)
         if task is not None:
             self._to_ack.append(task.entry_id)
+            if self.metrics is not None:
+                self.metrics.task_finished()
         if retire:
             _, actions = self.scheduler.worker_gone(worker_id)
             self._execute(actions)
