@@ -9,6 +9,7 @@ import json
 import logging
 import operator
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -207,6 +208,9 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         if session.cluster is not None:
             session.cluster.stop()
         runtime_context.current.job_id = ""
+        user_metrics = sys.modules.get("redray.util.metrics")
+        if user_metrics is not None:  # its node's metrics directory is gone with the node
+            user_metrics.forget_node_directory()
 
 
 atexit.register(shutdown)

@@ -156,4 +156,3 @@ def _start_exporter(directory: str, host: str, port: int) -> tuple[subprocess.Po
         reason = line.strip() or "it did not start in time"
         raise RuntimeError(f"The metrics exporter could not serve on {host}:{port}: {reason}")
     return process, int(line.split()[1])
-

@@ -24,6 +24,8 @@ from typing import Any
 _VALID_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _configure_lock = threading.Lock()
 _configured = False
+#: The node metrics directory this driver chose (and put in its environment), if any.
+_chosen_directory: str | None = None
 
 
 class Metric:
@@ -130,9 +132,7 @@ class Counter(Metric):
     def _create(self) -> Any:
         from prometheus_client import Counter as PromCounter
 
-        return PromCounter(
-            "ray_" + self._name, self._description, self._tag_keys, registry=None
-        )
+        return PromCounter("ray_" + self._name, self._description, self._tag_keys, registry=None)
 
 
 class Gauge(Metric):
@@ -245,6 +245,8 @@ def _configure_process() -> None:
         directory = _local_metrics_directory()
         if directory is None:
             return
+        global _chosen_directory
+        _chosen_directory = directory
         os.environ[MULTIPROC_ENV] = directory
         from prometheus_client import values
 
@@ -266,3 +268,20 @@ def _local_metrics_directory() -> str | None:
         return None
     directory = os.path.join(record["log_dir"], "metrics")
     return directory if os.path.isdir(directory) else None
+
+
+def forget_node_directory() -> None:
+    """The driver left its cluster (shutdown): stop writing into that node's directory,
+    and keep it out of the environment of the next cluster's processes."""
+    global _configured, _chosen_directory
+    from redray.node.metrics import MULTIPROC_ENV
+
+    with _configure_lock:
+        _configured = False
+        _shared.clear()
+        if _chosen_directory is not None and os.environ.get(MULTIPROC_ENV) == _chosen_directory:
+            del os.environ[MULTIPROC_ENV]
+            from prometheus_client import values
+
+            values.ValueClass = values.get_value_class()
+        _chosen_directory = None
