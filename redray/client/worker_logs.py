@@ -185,6 +185,8 @@ class WorkerLogPrinter:
         self._lock = threading.Lock()
         #: Lines of redray.experimental.tqdm_ray bars go here instead of being printed.
         self.on_tqdm_line: Callable[[str], None] | None = None
+        #: Undoes what was hooked for this printer (IPython's post_execute).
+        self.on_close: Callable[[], None] | None = None
 
     def on_entries(self, entries: list[tuple[Any, dict[bytes, bytes]]]) -> None:
         with self._lock:
@@ -204,11 +206,17 @@ class WorkerLogPrinter:
                     for out in dedup.expired():
                         self._print(out)
 
-    def close(self) -> None:
+    def flush_repeats(self) -> None:
+        """Print every repeat still counted (end of a notebook cell, or shutdown)."""
         with self._lock:
             for dedup in self._dedup.values():
                 for out in dedup.flush():
                     self._print(out)
+
+    def close(self) -> None:
+        self.flush_repeats()
+        if self.on_close is not None:
+            self.on_close()
 
     def prefix(self, batch: LogBatch) -> str:
         name = f"{batch.name} " if batch.name else ""
@@ -241,9 +249,20 @@ def start_worker_log_printer(client: Any) -> None:
     """Make a driver print its job's worker output (init(log_to_driver=True), the default)."""
     from redray.node.daemon import node_ip
 
-    client.worker_logs = WorkerLogPrinter(node_ip())
-    client.worker_logs.on_tqdm_line = _draw_remote_bar
+    printer = client.worker_logs = WorkerLogPrinter(node_ip())
+    printer.on_tqdm_line = _draw_remote_bar
+    _flush_repeats_after_each_cell(printer)
     client.ensure_reader()
+
+
+def _flush_repeats_after_each_cell(printer: WorkerLogPrinter) -> None:
+    """In IPython/Jupyter, a cell's repeated-line summaries show at the end of that cell
+    (as Ray does), not with the next cell's output."""
+    ipython_module = sys.modules.get("IPython")
+    shell = ipython_module.get_ipython() if ipython_module is not None else None
+    if shell is not None:
+        shell.events.register("post_execute", printer.flush_repeats)
+        printer.on_close = lambda: shell.events.unregister("post_execute", printer.flush_repeats)
 
 
 def _draw_remote_bar(line: str) -> None:
