@@ -306,3 +306,53 @@ def _node_ip() -> str:
     from redray.node.daemon import node_ip
 
     return node_ip()
+
+
+# ---- in a notebook ------------------------------------------------------------------------
+
+_NOTEBOOK_CELL = """
+import redray as ray
+ray.init(num_cpus=1)
+
+@ray.remote
+def hello():
+    print("hello from a notebook task")
+    return 1
+
+ray.get(hello.remote())
+"""
+
+
+@redray_only  # a real Jupyter kernel runs a redray driver
+@pytest.mark.timeout(180)
+def test_worker_output_shows_in_the_jupyter_cell_that_ran_the_task() -> None:
+    manager_module = pytest.importorskip("jupyter_client.manager")
+    pytest.importorskip("ipykernel")
+    manager, client = manager_module.start_new_kernel(kernel_name="python3", startup_timeout=60)
+    try:
+        shown = _run_cell(client, _NOTEBOOK_CELL)
+        lines = [line for line in _ANSI.sub("", shown).splitlines() if line]
+        assert any(
+            re.fullmatch(r"\(hello pid=\d+\) hello from a notebook task", line) for line in lines
+        ), shown
+        assert "hello from a notebook task" not in [line.strip() for line in lines]  # no raw
+        _run_cell(client, "ray.shutdown()")
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def _run_cell(client: Any, code: str) -> str:
+    """Run a cell; what it printed (its stream messages) once the kernel is idle."""
+    message_id = client.execute(code)
+    shown = []
+    while True:
+        message = client.get_iopub_msg(timeout=60)
+        if message["parent_header"].get("msg_id") != message_id:
+            continue
+        if message["msg_type"] == "stream":
+            shown.append(message["content"]["text"])
+        elif message["msg_type"] == "error":
+            raise AssertionError("\n".join(message["content"]["traceback"]))
+        elif message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+            return "".join(shown)
