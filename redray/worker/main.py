@@ -65,6 +65,7 @@ def run_worker(
     except (EOFError, OSError):
         code = 1  # the node daemon is gone: nothing left to work for
     finally:
+        captured.close()
         client.close()
     os._exit(code)
 

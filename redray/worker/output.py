@@ -178,6 +178,16 @@ class WorkerOutput:
             run = []
         return batches
 
+    def close(self) -> None:
+        """The worker is exiting: send what is still pending (a background thread's lines)."""
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, CapturedStream):
+                stream.end_line(None)
+        with self._send_lock:
+            batches = self._take_batches()
+            if batches:
+                self._send(batches)
+
     def _flush_loop(self) -> None:
         while True:
             self._wakeup.wait()
@@ -247,7 +257,7 @@ class CapturedStream(io.TextIOBase):
         self._output.add_lines(self._is_err, complete.split("\n"))
         return len(text)
 
-    def end_line(self, spec: TaskSpec) -> None:
+    def end_line(self, spec: TaskSpec | None) -> None:
         """A task ended mid-line: what it wrote of the line is a line of its own."""
         with self._lock:
             partial, self._partial = self._partial, ""
