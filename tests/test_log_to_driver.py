@@ -258,6 +258,7 @@ def say_on_second(text: str) -> tuple[int, str]:
 def test_output_of_a_task_on_another_node_reaches_the_driver_with_its_ip(
     cli: CliCluster,  # noqa: F811
     output: DriverOutput,
+    ray_fresh: Any,  # stops the module's cluster first: this driver joins the CLI's
 ):
     """The second node has another address (as on another machine): its lines carry it."""
     state = cli.start_head()
@@ -285,7 +286,11 @@ def test_output_of_a_task_on_another_node_reaches_the_driver_with_its_ip(
 
 @redray_only  # the redray CLI
 @pytest.mark.timeout(120)
-def test_logs_follow_prints_new_output(cli: CliCluster, output: DriverOutput):  # noqa: F811
+def test_logs_follow_prints_new_output(
+    cli: CliCluster,  # noqa: F811
+    output: DriverOutput,
+    ray_fresh: Any,  # stops the module's cluster first: this driver joins the CLI's
+):
     cli.start_head()
     ray.init(address="auto")
     job_id = ray.get_runtime_context().get_job_id()
