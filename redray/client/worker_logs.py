@@ -238,9 +238,15 @@ class WorkerLogPrinter:
             else:
                 text.append(f"{prefix} {line}\n")
         if text:
+            bars = sys.modules.get("redray.experimental.tqdm_ray")
             try:
-                sink.write("".join(text))
-                sink.flush()
+                if bars is not None and bars.instance().active:  # lines go above the bars
+                    with bars.instance().printing():
+                        sink.write("".join(text))
+                        sink.flush()
+                else:
+                    sink.write("".join(text))
+                    sink.flush()
             except (OSError, ValueError):
                 pass  # the driver's stream is closed: nothing to show the lines on
 

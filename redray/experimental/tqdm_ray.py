@@ -10,6 +10,7 @@ state goes straight to the bars.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -22,6 +23,7 @@ from redray import runtime_context
 from redray.client.worker_logs import TQDM_MAGIC
 
 RAY_TQDM_MAGIC = TQDM_MAGIC
+_DIM, _CYAN, _RESET = "\x1b[2m", "\x1b[36m", "\x1b[0m"
 
 
 class tqdm:  # noqa: N801  (Ray's and tqdm's name)
@@ -122,9 +124,16 @@ class tqdm:  # noqa: N801  (Ray's and tqdm's name)
             "total": self._total,
             "unit": self._unit,
             "pid": os.getpid(),
+            "ip": _node_ip(),
             "uuid": self._uuid,
             "closed": self._closed,
         }
+
+
+def _node_ip() -> str:
+    from redray.node.daemon import node_ip
+
+    return node_ip()
 
 
 class _BarManager:
@@ -140,6 +149,22 @@ class _BarManager:
     def active(self) -> bool:
         return bool(self._bars)
 
+    def printing(self) -> contextlib.AbstractContextManager[None]:
+        """Around other output: the bars step aside and are drawn again below it."""
+        from tqdm.auto import tqdm as real_tqdm
+
+        return real_tqdm.external_write_mode()
+
+    @staticmethod
+    def _prefix(state: dict[str, Any]) -> str:
+        """Which worker the bar is from, as Ray shows it: `(pid=N) `, with `, ip=` when
+        the worker is on another machine; nothing for the driver's own bars."""
+        pid, ip = state.get("pid"), state.get("ip")
+        if pid == os.getpid() and ip in (None, _node_ip()):
+            return ""
+        where = f"(pid={pid})" if ip in (None, _node_ip()) else f"(pid={pid}, ip={ip})"
+        return f"{_DIM}{_CYAN}{where} {_RESET}"
+
     def process_line(self, line: str) -> None:
         """A worker's state line (from the log printer)."""
         try:
@@ -154,18 +179,21 @@ class _BarManager:
         with self._lock:
             if state["uuid"] in self._closed:
                 return
+            state["desc"] = self._prefix(state) + (state.get("desc") or "")
             bar = self._bars.get(state["uuid"])
             if bar is None:
                 bar = real_tqdm(
-                    desc=state.get("desc") or None,
+                    desc=state["desc"] or None,
                     total=state.get("total"),
                     unit=state.get("unit") or "it",
                     position=self._next_position + int(state.get("pos") or 0),
+                    dynamic_ncols=True,
+                    unit_scale=True,
                 )
                 self._next_position += 1
                 self._bars[state["uuid"]] = bar
-            if state.get("desc") != bar.desc.rstrip(": "):
-                bar.set_description(state.get("desc") or "", refresh=False)
+            if state["desc"] != bar.desc.rstrip(": "):
+                bar.set_description(state["desc"], refresh=False)
             if state.get("total") != bar.total:
                 bar.total = state.get("total")
             bar.update(int(state.get("x", 0)) - bar.n)
