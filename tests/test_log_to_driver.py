@@ -361,3 +361,26 @@ def _run_cell(client: Any, code: str) -> str:
             raise AssertionError("\n".join(message["content"]["traceback"]))
         elif message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
             return "".join(shown)
+
+
+def _child_says(text: str) -> None:
+    print(text)
+
+
+@ray.remote
+def fork_a_child(text: str) -> int:
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=_child_says, args=(text,))
+    child.start()
+    child.join()
+    return child.pid
+
+
+@redray_only  # Ray forwards it too, prefixed with the worker's pid (it reads the log file)
+@pytest.mark.timeout(120)
+def test_output_of_a_process_a_task_forked_reaches_the_driver(ray_start: Any, output: DriverOutput):
+    child = ray.get(fork_a_child.remote("from a forked child"))
+    assert f"(fork_a_child pid={child}) from a forked child" in output.wait_for(
+        "from a forked child"
+    )

@@ -81,6 +81,9 @@ class WorkerOutput:
         self.actor_label: str | None = None
         #: Anything written since the last commit took the pending lines.
         self.written = False
+        #: In a process forked by a task: flush() sends at once (such children end with
+        #: os._exit after flushing their streams, before a flusher would run).
+        self.forked_child = False
         self._wakeup = threading.Event()
         self._flusher: threading.Thread | None = None
         self._connection: redis.Redis | None = None
@@ -94,6 +97,23 @@ class WorkerOutput:
             os.close(file_fd)
         sys.stdout = CapturedStream(self, 1, is_err=False)
         sys.stderr = CapturedStream(self, 2, is_err=True)
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a process the task forked (multiprocessing): its lines are its own, and the
+        parent's flusher thread and locks did not come along."""
+        self._fields = {**self._fields, "p": str(os.getpid())}
+        self._pending = []
+        self.written = False
+        self.forked_child = True
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._flusher = None
+        self._connection = None
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, CapturedStream):
+                stream._lock = threading.Lock()
 
     # ---- capture (any thread) ------------------------------------------------------------
 
@@ -106,13 +126,15 @@ class WorkerOutput:
                 excess = len(self._pending) - MAX_PENDING_LINES
                 del self._pending[:excess]
                 self._dropped += excess
-        if start_flusher:
-            self._wakeup.set()
-            if self._flusher is None:
-                self._flusher = threading.Thread(
+            flusher = None
+            if start_flusher and self._flusher is None:
+                flusher = self._flusher = threading.Thread(
                     target=self._flush_loop, name="redray-output", daemon=True
                 )
-                self._flusher.start()
+        if start_flusher:
+            self._wakeup.set()
+        if flusher is not None:
+            flusher.start()
 
     def _source(self, spec: TaskSpec | None = None) -> Source:
         """The running task's identity (`spec`'s while it commits); between tasks, the last
@@ -268,4 +290,7 @@ class CapturedStream(io.TextIOBase):
 
     def flush(self) -> None:
         """Lines are written as they complete; a partial line waits for its end (or the
-        end of the task), as a terminal shows it."""
+        end of the task), as a terminal shows it. In a forked child, what is pending is
+        sent now."""
+        if self._output.forked_child:
+            self._output.close()
