@@ -7,10 +7,10 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
-
 from redray import api, generators, ids, runtime_context
 from redray import options as options_module
+from redray.objectstore.code_pickle import dumps_with_sources
+from redray.runtime_env import packages
 from redray.task_spec import TaskSpec
 from redray.util.placement_group import scheduling_strategy_for
 
@@ -25,7 +25,7 @@ class Export:
 
     def ensure(self) -> None:
         if self.pickled is None:
-            self.pickled = cloudpickle.dumps(self._target, protocol=5)
+            self.pickled = dumps_with_sources(self._target)
             self.function_id = hashlib.sha1(self.pickled).hexdigest()
 
 
@@ -107,7 +107,9 @@ class RemoteFunction:
             max_retries=opts["max_retries"],
             retry_exceptions=_retry_exceptions(opts["retry_exceptions"]),
             max_calls=opts["max_calls"] or 0,
-            runtime_env=opts.get("runtime_env") or runtime_context.current.runtime_env,
+            runtime_env=packages.for_task(
+                client.redis, opts.get("runtime_env"), runtime_context.current.runtime_env
+            ),
             extra={"generator": num_returns} if isinstance(num_returns, str) else {},
         )
         strategy = scheduling_strategy_for(spec, opts, self._name)

@@ -15,6 +15,8 @@ test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 | {p}node:{id}:clients             | set    | client processes of that node (its daemon watches)   |
 | {p}node_events                   | stream | node joined / left, owner died: read by every client |
 | {p}fn:{function_id}              | string | pickled function or class, exported once             |
+| {p}pkg:{name}                    | string | a runtime_env package (zip of a working_dir or of a  |
+|                                  |        | py_modules entry), by content hash, uploaded once    |
 | {p}obj:{object_id}               | hash   | object directory entry: owner, kind, size, node,     |
 |                                  |        | inline value (field d) for small objects; refcount:  |
 |                                  |        | b borrowers, r owner released, c contained ids       |
@@ -66,6 +68,11 @@ def node_recovering(node_id: str) -> str:
 
 def function(function_id: str) -> str:
     return f"{PREFIX}fn:{function_id}"
+
+
+def package(name: str) -> str:
+    """A runtime_env package, `name` as in its URI `redray://<name>`."""
+    return f"{PREFIX}pkg:{name}"
 
 
 def obj(object_id: str) -> str:

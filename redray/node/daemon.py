@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import selectors
+import shutil
 import signal
 import socket
 import sys
@@ -34,6 +35,7 @@ from redray.node.worker_pool import WorkerPool
 from redray.objectstore import transfer
 from redray.objectstore.serialization import dumps
 from redray.objectstore.shm_store import SharedMemoryStore, store_directory
+from redray.runtime_env import packages
 from redray.scheduler.bundles import NodePlacementGroups
 from redray.scheduler.local_scheduler import Action, Dispatch, LocalScheduler, QueuedTask
 from redray.task_spec import TaskSpec
@@ -216,6 +218,7 @@ class NodeDaemon:
         if self.metrics is not None:
             self.metrics.close()
         self._stop_object_store()
+        shutil.rmtree(packages.cache_directory(self.node_id), ignore_errors=True)
         # A node declared dead leaves its record and queue to the daemon recovering them.
         if not self.recovery.declared_dead:
             try:
