@@ -384,3 +384,34 @@ def test_output_of_a_process_a_task_forked_reaches_the_driver(ray_start: Any, ou
     assert f"(fork_a_child pid={child}) from a forked child" in output.wait_for(
         "from a forked child"
     )
+
+
+@ray.remote
+def print_many(count: int) -> int:
+    for index in range(count):
+        print(f"many lines {index:05d} " + "x" * 40)
+    return os.getpid()
+
+
+@pytest.mark.timeout(120)
+def test_a_task_printing_many_lines_shows_all_in_order(ray_start: Any, output: DriverOutput):
+    """5,000 lines (over 250 KB) from one task arrive whole and in order."""
+    ray.get(print_many.remote(5000))
+    out = output.wait_for("many lines 04999")
+    numbers = [int(m) for m in re.findall(r"many lines (\d{5}) x", out)]
+    assert numbers == list(range(5000))
+
+
+@redray_only  # redray's stream layout
+@pytest.mark.timeout(120)
+def test_output_entries_in_redis_are_bounded_in_size(ray_start: Any) -> None:
+    from redray.api import current_client
+    from redray.control import keys
+    from redray.worker.output import ENTRY_BYTES
+
+    ray.get(print_many.remote(3000))
+    client = current_client()
+    entries = client.redis.xrange(keys.logs(client.job_id))
+    sizes = [len(fields[b"l"]) for _, fields in entries]
+    assert sum(sizes) > 3000 * 50
+    assert max(sizes) < ENTRY_BYTES + 100

@@ -35,8 +35,10 @@ from redray.task_spec import TaskSpec
 
 #: How long lines written mid-task wait, at most, before they are sent.
 FLUSH_SECONDS = 0.1
-#: Entries (batches of lines) kept per job stream; older ones are trimmed.
+#: Entries (batches of lines) kept per job stream; older ones are trimmed. With entries of
+#: at most ENTRY_BYTES of text, a job's output holds at most ~160 MB of Redis.
 STREAM_MAXLEN = 10_000
+ENTRY_BYTES = 16 * 1024
 #: Lines held while Redis is unreachable; beyond that the oldest are dropped (and counted).
 MAX_PENDING_LINES = 100_000
 
@@ -181,10 +183,12 @@ class WorkerOutput:
             pending.insert(0, (source, True, f"[redray: {dropped} lines of output dropped]"))
         batches: list[tuple[str, dict[str, str]]] = []
         run: list[str] = []
+        size = 0
         for index, (source, is_err, line) in enumerate(pending):
             run.append(line)
+            size += len(line) + 1
             following = pending[index + 1] if index + 1 < len(pending) else None
-            if following is not None and following[:2] == (source, is_err):
+            if following is not None and following[:2] == (source, is_err) and size < ENTRY_BYTES:
                 continue
             if source.job_id:  # lines before the first task belong to no driver
                 fields = {
@@ -198,6 +202,7 @@ class WorkerOutput:
                 }
                 batches.append((keys.logs(source.job_id), fields))
             run = []
+            size = 0
         return batches
 
     def close(self) -> None:
