@@ -22,9 +22,16 @@ else:
 MB = 1024 * 1024
 
 
+def node_ip() -> str:
+    from redray.node.daemon import node_ip as address
+
+    return address()
+
+
 def scrape(port: int) -> dict[tuple[str, frozenset], float]:
     """Every sample on the endpoint: (name, labels) -> value."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+    url = f"http://{node_ip()}:{port}/metrics"  # the exporter listens on the node's address
+    with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode()
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
@@ -179,3 +186,17 @@ def test_set_default_tags_returns_the_metric_and_info_describes_it() -> None:
         "tag_keys": ("k",),
         "default_tags": {"k": "v"},
     }
+
+
+@redray_only
+@pytest.mark.timeout(120)
+def test_a_metrics_port_in_use_fails_init_clearly(ray_fresh: Any, capfd: Any):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind((node_ip(), 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match="did not start"):
+            ray_fresh(_metrics_export_port=port)
+    assert f"could not serve on {node_ip()}:{port}" in capfd.readouterr().err
