@@ -415,3 +415,13 @@ def test_output_entries_in_redis_are_bounded_in_size(ray_start: Any) -> None:
     sizes = [len(fields[b"l"]) for _, fields in entries]
     assert sum(sizes) > 3000 * 50
     assert max(sizes) < ENTRY_BYTES + 100
+
+
+@redray_only  # Ray reads RAY_DISABLE_WORKER_LOG_PREFIX once, when it is imported
+@pytest.mark.timeout(120)
+def test_prefix_can_be_turned_off(
+    ray_start: Any, output: DriverOutput, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("RAY_DISABLE_WORKER_LOG_PREFIX", "1")
+    ray.get(say.remote("a bare line"))
+    assert "\na bare line\n" in "\n" + output.wait_for("a bare line")

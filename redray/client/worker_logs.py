@@ -10,7 +10,7 @@ Identical lines from different workers within `RAY_DEDUP_LOGS_AGG_WINDOW_S` seco
 collapsed into one `... [repeated 5x across cluster]` (`LogDeduplicator`, Ray's rules and
 environment variables: `RAY_DEDUP_LOGS=0` turns it off, `RAY_DEDUP_LOGS_ALLOW_REGEX` /
 `RAY_DEDUP_LOGS_SKIP_REGEX` never dedup / always drop). `RAY_COLOR_PREFIX=0` prints no
-colour codes.
+colour codes, `RAY_DISABLE_WORKER_LOG_PREFIX=1` no prefix.
 """
 
 from __future__ import annotations
@@ -230,13 +230,14 @@ class WorkerLogPrinter:
         if not batch.lines:
             return
         sink = sys.stderr if batch.is_err else sys.stdout
-        prefix = self.prefix(batch)
+        bare = _env_flag("RAY_DISABLE_WORKER_LOG_PREFIX", False)
+        prefix = "" if bare else self.prefix(batch) + " "
         text = []
         for line in batch.lines:
             if TQDM_MAGIC in line and self.on_tqdm_line is not None:
                 self.on_tqdm_line(line)
             else:
-                text.append(f"{prefix} {line}\n")
+                text.append(f"{prefix}{line}\n")
         if text:
             bars = sys.modules.get("redray.experimental.tqdm_ray")
             try:
