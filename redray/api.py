@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
 import itertools
 import json
 import logging
 import operator
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Sequence
@@ -21,6 +21,7 @@ from redray.client.worker_logs import start_worker_log_printer
 from redray.cluster import EmbeddedCluster, resolve_address, start_embedded_cluster
 from redray.control import keys
 from redray.generators import ObjectRefGenerator
+from redray.jobs.records import JOB_RUNTIME_ENV
 from redray.object_ref import ObjectRef
 from redray.runtime_env import packages
 from redray.runtime_env import spec as runtime_env_spec
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 # Ray accepts these init() keywords; they have no meaning for redray and are ignored.
 _IGNORED_INIT_KWARGS = {
-    "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging",
+    "configure_logging",
     "logging_format", "log_to_driver", "local_mode", "_system_config", "_temp_dir",
     "_plasma_directory", "_node_ip_address", "_enable_object_reconstruction",
     "enable_resource_isolation", "logging_config", "_metrics_export_port", "storage",
@@ -45,6 +46,9 @@ class _Session:
         self.client = client
         self.address = address
         self.cluster = cluster
+        #: The embedded cluster's dashboard process and its URL, when it has one.
+        self.dashboard: subprocess.Popen | None = None
+        self.dashboard_url: str | None = None
 
 
 _session: _Session | None = None
@@ -59,8 +63,8 @@ class RayContext(dict):
         return dict(self)
 
     @property
-    def dashboard_url(self) -> None:
-        return None
+    def dashboard_url(self) -> str | None:
+        return self.get("webui_url") or None
 
     def __enter__(self) -> RayContext:
         return self
@@ -84,12 +88,25 @@ def init(
     redis_address: str | None = None,
     _redis_password: str | None = None,
     runtime_env: dict[str, Any] | None = None,
+    include_dashboard: bool | None = None,
+    dashboard_host: str = "127.0.0.1",
+    dashboard_port: int | None = None,
+    enable_task_events: bool = True,
+    task_events_max_per_job: int | None = None,
+    task_events_ttl_s: float | None = None,
     **kwargs: Any,
 ) -> RayContext:
     """Start an embedded cluster (no address) or join a running one (address=).
 
     `runtime_env` is the job's default for its tasks and actors (theirs override it field by
     field); its working_dir and py_modules are packed here, before anything starts.
+    `include_dashboard=True` serves an embedded cluster's dashboard (on `dashboard_port`,
+    default 8265); a joined cluster's dashboard is its head's.
+    Task events (the state API's task list and the timeline): `enable_task_events=False`
+    turns them off for this job; `task_events_max_per_job` (default 100,000 task attempts,
+    or what `redray start` set; Ray's `_system_config` key
+    `task_events_max_num_task_in_gcs` also works) bounds its history, which is kept
+    `task_events_ttl_s` seconds (default a day) after its last event.
     """
     global _session
     unknown = set(kwargs) - _IGNORED_INIT_KWARGS
@@ -106,6 +123,8 @@ def init(
                 "prior to 'redray.init()'."
             )
         _check_resources(num_cpus, num_gpus, resources, object_store_memory)
+        if runtime_env is None and os.environ.get(JOB_RUNTIME_ENV):  # a submitted job's
+            runtime_env = json.loads(os.environ[JOB_RUNTIME_ENV])
         runtime_env_spec.check("runtime_env", runtime_env)
         job_env, uploads = packages.prepare(runtime_env) if runtime_env else (None, {})
         target = resolve_address(address or redis_address)
@@ -145,9 +164,18 @@ def init(
         client.nodes.refresh()
         for name, data in uploads.items():
             packages.upload(client.redis, name, data)
+        _start_job(
+            client,
+            kwargs.get("_system_config") or {},
+            enable_task_events,
+            task_events_max_per_job,
+            task_events_ttl_s,
+        )
         if kwargs.get("log_to_driver", True):
             start_worker_log_printer(client)
         _session = _Session(client, shown_address, cluster)
+        if cluster is not None and include_dashboard:
+            _start_dashboard(_session, dashboard_host, dashboard_port)
         runtime_context.current.runtime_env = job_env
         runtime_context.current.job_id = client.job_id
         runtime_context.current.node_id = node_id or ""
@@ -157,6 +185,35 @@ def init(
         return _context(_session)
 
 
+def _start_job(
+    client: CoreClient,
+    system_config: dict[str, Any],
+    enabled: bool,
+    max_per_job: int | None,
+    ttl_seconds: float | None,
+) -> None:
+    """Record the job, and how its task events are kept (client/jobs.py)."""
+    from redray.client import jobs
+
+    default_cap, default_ttl = jobs.cluster_defaults(client.redis)
+    cap = max_per_job or system_config.get("task_events_max_num_task_in_gcs") or default_cap
+    if not isinstance(cap, int) or cap < 0:
+        raise ValueError(f"task_events_max_per_job must be a non-negative int, got {cap!r}.")
+    events = client.task_events
+    events.enabled = bool(enabled) and system_config.get("task_events_report_interval_ms") != 0
+    events.max_per_job = cap
+    events.ttl_seconds = float(ttl_seconds or default_ttl)
+    jobs.register_job(
+        client.redis,
+        client.job_id,
+        driver_client_id=client.client_id,
+        node_id=client.node_id,
+        namespace=client.namespace,
+        max_task_events=cap,
+        ttl_seconds=events.ttl_seconds,
+    )
+
+
 def _context(session: _Session) -> RayContext:
     return RayContext(
         address=session.address,
@@ -164,7 +221,28 @@ def _context(session: _Session) -> RayContext:
         gcs_address=session.address,
         node_id=session.client.node_id,
         session_dir=session.cluster.session_dir if session.cluster else None,
+        webui_url=session.dashboard_url,
     )
+
+
+def _start_dashboard(session: _Session, host: str, port: int | None) -> None:
+    from pathlib import Path
+
+    from redray.dashboard.launcher import DEFAULT_PORT, start_dashboard
+
+    assert session.cluster is not None
+    try:
+        session.dashboard, session.dashboard_url, _ = start_dashboard(
+            session.cluster.redis_kwargs,
+            None,
+            host,
+            port or DEFAULT_PORT,
+            Path(session.cluster.session_dir) / "dashboard.log",
+            owner_pid=os.getpid(),
+        )
+    except BaseException:
+        shutdown()
+        raise
 
 
 def _next_job_id(redis_kwargs: dict[str, Any]) -> str:
@@ -216,7 +294,20 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         from redray.util.placement_group import shutdown_client
 
         shutdown_client(session.client, remove_owned=session.cluster is None)
+        if session.cluster is None:  # an embedded cluster's history goes with it
+            from redray.client import jobs
+
+            try:
+                jobs.end_job(
+                    session.client.redis, session.client.job_id,
+                    session.client.task_events.ttl_seconds,
+                )  # fmt: skip
+            except Exception:  # the cluster may be gone already: nothing to record
+                pass
         session.client.close()
+        if session.dashboard is not None:
+            session.dashboard.terminate()
+            session.dashboard.wait(timeout=10)
         if session.cluster is not None:
             session.cluster.stop()
         runtime_context.current.job_id = ""
@@ -361,19 +452,6 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
 def _check_timeout(timeout: float | None) -> None:
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"'timeout' must be None or a non-negative number, got {timeout!r}.")
-
-
-def future_of(ref: ObjectRef) -> concurrent.futures.Future:
-    future: concurrent.futures.Future = concurrent.futures.Future()
-
-    def resolve() -> None:
-        try:
-            future.set_result(get(ref))
-        except BaseException as error:  # the future carries whatever get raised
-            future.set_exception(error)
-
-    threading.Thread(target=resolve, daemon=True).start()
-    return future
 
 
 # ---- cluster introspection -----------------------------------------------------------

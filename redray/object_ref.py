@@ -57,13 +57,22 @@ class ObjectRef:
             pass
 
     def future(self) -> concurrent.futures.Future:
-        """A concurrent.futures.Future resolved with the value (or the error)."""
+        """A concurrent.futures.Future resolved with the value (or the error get() raises).
+
+        Completed by the process's notification reader and one resolver thread, never a
+        thread per ref (client/ref_futures.py)."""
         from redray import api
 
-        return api.future_of(self)
+        return api.current_client().futures.value_future(self)
+
+    def as_future(self) -> asyncio.Future:
+        """An asyncio future of the value, on the running event loop."""
+        from redray import api
+
+        return api.current_client().futures.asyncio_future(self)
 
     def __await__(self) -> Any:
-        return asyncio.wrap_future(self.future()).__await__()
+        return self.as_future().__await__()
 
 
 class _RefTracker:

@@ -10,6 +10,7 @@ from typing import Any
 from redray import api, generators, ids, runtime_context
 from redray import options as options_module
 from redray.objectstore.code_pickle import dumps_with_sources
+from redray.objectstore.serializability import serialization_error
 from redray.runtime_env import packages
 from redray.task_spec import TaskSpec
 from redray.util.placement_group import scheduling_strategy_for
@@ -25,7 +26,13 @@ class Export:
 
     def ensure(self) -> None:
         if self.pickled is None:
-            self.pickled = dumps_with_sources(self._target)
+            try:
+                self.pickled = dumps_with_sources(self._target)
+            except Exception as error:
+                what = f"the {'class' if inspect.isclass(self._target) else 'function'} " + (
+                    f"{self._target.__module__}.{self._target.__qualname__}"
+                )
+                raise serialization_error(what, self._target, error) from error
             self.function_id = hashlib.sha1(self.pickled).hexdigest()
 
 
@@ -112,6 +119,8 @@ class RemoteFunction:
             ),
             extra={"generator": num_returns} if isinstance(num_returns, str) else {},
         )
+        if not (opts["enable_task_events"] and client.task_events.enabled):
+            spec.extra["te"] = False
         strategy = scheduling_strategy_for(spec, opts, self._name)
         refs = client.submit(spec, strategy or "DEFAULT")
         if streaming:

@@ -15,6 +15,11 @@ test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 | {p}node:{id}:clients             | set    | client processes of that node (its daemon watches)   |
 | {p}node_events                   | stream | node joined / left, owner died: read by every client |
 | {p}fn:{function_id}              | string | pickled function or class, exported once             |
+| {p}jobs                          | hash   | submission_id -> JSON job record (status,            |
+|                                  |        | entrypoint, times, exit code, runtime_env, metadata) |
+| {p}job:{id}:logs                 | stream | a submitted job's output lines (capped)              |
+| {p}job_requests                  | list   | JSON start/stop requests for the job manager         |
+| {p}job_manager                   | string | the job manager's heartbeat (TTL)                    |
 | {p}pkg:{name}                    | string | a runtime_env package (zip of a working_dir or of a  |
 |                                  |        | py_modules entry), by content hash, uploaded once    |
 | {p}obj:{object_id}               | hash   | object directory entry: owner, kind, size, node,     |
@@ -30,6 +35,13 @@ test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 | {p}dead_owners                   | set    | client ids whose objects were released at death      |
 | {p}logs:{job_id}                 | stream | workers' stdout/stderr lines of one job, in batches  |
 |                                  |        | (capped; read by the job's driver, `redray logs`)    |
+| {p}driver_jobs                   | hash   | job_id -> JSON record of a driver's job (status, pid)|
+| {p}actors                        | set    | every actor id (list_actors; stale ids are dropped)  |
+| {p}task_events:{job}             | hash   | "<task id>:<attempt>[:writer]" -> a writer's record  |
+|                                  |        | of a task attempt: "<rank><STATE>" line, then JSON   |
+|                                  |        | event lines (client/task_events.py); capped per job  |
+| {p}task_events:{job}:meta        | hash   | cap, ttl (set by the driver), dropped (a count)      |
+| {p}task_event_jobs               | set    | jobs that recorded task events (expired ones pruned) |
 """
 
 from __future__ import annotations
@@ -41,6 +53,13 @@ NODES = PREFIX + "nodes"
 NODE_EVENTS = PREFIX + "node_events"
 ERRORS = PREFIX + "errors"
 CLIENTS = PREFIX + "clients"
+DRIVER_JOBS = PREFIX + "driver_jobs"
+ACTORS = PREFIX + "actors"
+TASK_EVENT_JOBS = PREFIX + "task_event_jobs"
+
+JOBS = PREFIX + "jobs"
+JOB_REQUESTS = PREFIX + "job_requests"
+JOB_MANAGER = PREFIX + "job_manager"
 
 #: The consumer group every node daemon uses on its own queue stream.
 QUEUE_GROUP = "daemon"
@@ -68,6 +87,10 @@ def node_recovering(node_id: str) -> str:
 
 def function(function_id: str) -> str:
     return f"{PREFIX}fn:{function_id}"
+
+
+def job_logs(submission_id: str) -> str:
+    return f"{PREFIX}job:{submission_id}:logs"
 
 
 def package(name: str) -> str:
@@ -101,6 +124,14 @@ LOGS_PATTERN = PREFIX + "logs:*"
 
 def task(task_id: str) -> str:
     return f"{PREFIX}task:{task_id}"
+
+
+def task_events(job_id: str) -> str:
+    return f"{PREFIX}task_events:{job_id}"
+
+
+def task_events_meta(job_id: str) -> str:
+    return f"{PREFIX}task_events:{job_id}:meta"
 
 
 # ---- actors (redray/actor.py, redray/worker/actor_runtime.py) -------------------------

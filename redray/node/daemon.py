@@ -23,7 +23,9 @@ from typing import Any
 
 import redis
 
+from redray.client import task_events
 from redray.client.object_table import Entry
+from redray.client.task_events import NODE, TaskEventBuffer
 from redray.control import keys, results
 from redray.control.scripts import Commands
 from redray.exceptions import WorkerCrashedError
@@ -110,6 +112,9 @@ class NodeDaemon:
         self.placement_groups = NodePlacementGroups(self)
         #: Prometheus metrics (node/metrics.py), when a port was given.
         self.metrics: NodeMetrics | None = None
+        #: Task events this daemon records (cancelled queued tasks, lost workers); they are
+        #: sent with its batched writes, never on their own (no thread: see _close_in_child).
+        self.task_events = TaskEventBuffer(self.commands.raw)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -341,6 +346,8 @@ class NodeDaemon:
         queued = self.scheduler.remove_queued(task_id)
         if queued is not None:
             self._to_ack.append(queued.entry_id)
+            cancelled = task_events.error_fields(b"", "cancelled")
+            self.task_events.record(queued.spec, task_events.FAILED, None, NODE, **cancelled)
             return
         worker_id = self.scheduler.running_task_worker(task_id)
         if worker_id is not None:
@@ -352,6 +359,7 @@ class NodeDaemon:
         pipe = self.redis.pipeline(transaction=False)
         pipe.xack(self._queue_key, keys.QUEUE_GROUP, *self._to_ack)
         pipe.xdel(self._queue_key, *self._to_ack)
+        self._add_task_events(pipe)
         pipe.execute()
         self._to_ack = []
 
@@ -430,6 +438,12 @@ class NodeDaemon:
             spec.max_retries == -1 or spec.attempt < spec.max_retries
         )
         results.record_failure(pipe, spec, entry, self.node_id, retrying=retry, cause=how)
+        error_fields = task_events.describe_error(error)
+        if retry:
+            self.task_events.retrying(spec, error_fields, NODE)
+        else:
+            self.task_events.record(spec, task_events.FAILED, None, NODE, **error_fields)
+        self._add_task_events(pipe)
         if retry:
             spec.attempt += 1
             payload = pickle.dumps(spec, protocol=5)
@@ -438,6 +452,11 @@ class NodeDaemon:
             results.commit_outputs(self.commands, pipe, spec, [entry] * len(spec.return_ids))
         pipe.execute()
         self._to_ack.append(task.entry_id)
+
+    def _add_task_events(self, pipe: redis.client.Pipeline) -> None:
+        command = self.task_events.drain()
+        if command is not None:
+            pipe.execute_command(*command)
 
     # ---- actors ----------------------------------------------------------------------
 

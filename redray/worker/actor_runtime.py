@@ -84,6 +84,9 @@ def run_actor(
     current = runtime_context.current
     current.actor_id = actor_id
     current.actor_name = spec.extra.get("name", "")
+    current.assigned_resources = {
+        name: float(amount) for name, amount in spec.extra.get("held", {}).items() if amount
+    }
     try:
         executor.code_env.apply(spec.runtime_env)
         cls = executor._functions.load(spec.function_id)
@@ -421,6 +424,8 @@ class ActorRuntime:
         current = runtime_context.current
         current.task_id = spec.task_id
         current.task_name = spec.name
+        current.function_name = f"{type(self.instance).__module__}.{spec.name}"
+        self.client.task_events.running(spec, current.node_id, current.worker_id)
 
     def _run(
         self, entry_id: bytes, fields: dict[bytes, bytes], defer: bool = False

@@ -11,12 +11,14 @@ from collections import Counter
 from typing import Any
 
 from redray import generators, runtime_context
+from redray.client import task_events
 from redray.client.core import CoreClient
 from redray.client.object_table import Entry
 from redray.control import keys, results
 from redray.exceptions import RayTaskError, RuntimeEnvSetupError, TaskCancelledError
 from redray.object_ref import ObjectRef
-from redray.objectstore.serialization import deserialize, dumps, serialize
+from redray.objectstore.serializability import serialization_error
+from redray.objectstore.serialization import SerializedObject, deserialize, dumps, serialize
 from redray.runtime_env.worker_env import CodeEnvironment
 from redray.task_spec import Arg, TaskSpec
 from redray.worker.functions import FunctionCache
@@ -49,6 +51,7 @@ class TaskExecutor:
         finally:
             runtime_context.current.task_id = None
             runtime_context.current.task_name = None
+            runtime_context.current.function_name = None
             self._restore_env()
         self._client.local_objects.release_freed_mappings()  # before the caller hears back
         if error is not None and self._should_retry(spec, error):
@@ -76,6 +79,7 @@ class TaskExecutor:
         current.gpu_ids = gpu_ids
         current.assigned_resources = {name: float(value) for name, value in spec.demand.items()}
         current.placement_group = spec.extra.get("pg")
+        self._client.task_events.running(spec, current.node_id, current.worker_id)
         if gpu_ids or spec.demand.get("GPU"):
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpu_ids)
 
@@ -96,6 +100,7 @@ class TaskExecutor:
             return [Entry("e", len(data), "", data)] * max(1, spec.num_returns), None
         try:
             function = self._functions.load(spec.function_id)
+            runtime_context.current.function_name = _function_name(function)
             args = [self._value(arg) for arg in spec.args]
             kwargs = {name: self._value(arg) for name, arg in spec.kwargs.items()}
             self._client.children = []
@@ -182,7 +187,7 @@ class TaskExecutor:
                 )
             values = list(result)
         return [
-            self._client.store_serialized(object_id, serialize(value))
+            self._client.store_serialized(object_id, _serialize_return(spec, value))
             for object_id, value in zip(spec.return_ids, values)
         ]
 
@@ -225,6 +230,25 @@ class TaskExecutor:
         client = self._client
         pipe = client.redis.pipeline(transaction=False)
         results.record_failure(pipe, spec, failure, client.node_id, retrying=True)
+        error = task_events.error_fields(failure.data)
+        client.task_events.retrying(spec, error, task_events.RUNNER)
+        events = client.task_events.drain()
+        if events is not None:
+            pipe.execute_command(*events)
         spec.attempt += 1
         pipe.xadd(keys.node_queue(client.node_id or ""), {"s": pickle.dumps(spec, protocol=5)})
         pipe.execute()
+
+
+def _function_name(function: Any) -> str:
+    """What get_runtime_context().get_task_function_name() says: "<module>.<qualname>"."""
+    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", "")
+    return f"{getattr(function, '__module__', '')}.{name}"
+
+
+def _serialize_return(spec: TaskSpec, value: Any) -> SerializedObject:
+    try:
+        return serialize(value)
+    except Exception as error:
+        what = f"the return value {value!r} of task {spec.name}"
+        raise serialization_error(what, value, error) from error
