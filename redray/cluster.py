@@ -179,6 +179,7 @@ def start_embedded_cluster(
     num_gpus: float | None,
     resources: dict[str, float] | None,
     object_store_memory: int | None,
+    metrics_export_port: int | None = None,
 ) -> EmbeddedCluster:
     leftovers.sweep()  # what clusters killed earlier left behind
     session_dir = tempfile.mkdtemp(prefix=leftovers.SESSION_PREFIX)
@@ -202,6 +203,8 @@ def start_embedded_cluster(
         "owner_pid": os.getpid(),
         "owned_redis_pid": server.process.pid,
         "session_dir": session_dir,
+        "log_dir": os.path.join(session_dir, "logs"),
+        "metrics_export_port": metrics_export_port,
     }
     try:
         daemon, _ = start_node_process(config)

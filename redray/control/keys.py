@@ -34,6 +34,8 @@ test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 | {p}clients                       | hash   | client_id -> JSON (pid, node, kind), for liveness    |
 | {p}owned:{client_id}             | set    | ids of the committed objects a client process owns   |
 | {p}dead_owners                   | set    | client ids whose objects were released at death      |
+| {p}logs:{job_id}                 | stream | workers' stdout/stderr lines of one job, in batches  |
+|                                  |        | (capped; read by the job's driver, `redray logs`)    |
 | {p}driver_jobs                   | hash   | job_id -> JSON record of a driver's job (status, pid)|
 | {p}actors                        | set    | every actor id (list_actors; stale ids are dropped)  |
 | {p}task_events:{job}             | hash   | "<task id>:<attempt>[:writer]" -> a writer's record  |
@@ -111,6 +113,14 @@ def obj_locations(object_id: str) -> str:
 
 def notify(client_id: str) -> str:
     return f"{PREFIX}notify:{client_id}"
+
+
+def logs(job_id: str) -> str:
+    return f"{PREFIX}logs:{job_id}"
+
+
+#: Pattern matching every job's log stream (for `redray logs`).
+LOGS_PATTERN = PREFIX + "logs:*"
 
 
 def task(task_id: str) -> str:

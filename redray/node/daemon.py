@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from redray.control import keys, reconnect, results
 from redray.control.scripts import Commands
 from redray.exceptions import WorkerCrashedError
 from redray.node import leftovers
+from redray.node.metrics import NodeMetrics
 from redray.node.owners import OwnerReaper
 from redray.node.recovery import NodeRecovery
 from redray.node.redis_launcher import wait_until_up
@@ -46,6 +48,7 @@ from redray.scheduler.bundles import NodePlacementGroups
 from redray.scheduler.local_scheduler import Action, Dispatch, LocalScheduler, QueuedTask
 from redray.task_spec import TaskSpec
 from redray.worker.direct_server import started_marker
+from redray.worker.output import OutputPlace
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +79,11 @@ class NodeConfig:
     #: The embedded cluster's session directory, deleted when its driver ends.
     session_dir: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    #: Where workers keep their stdout/stderr files (`redray logs`); default: a directory
+    #: per node under the system's temporary directory.
+    log_dir: str | None = None
+    #: Serve Prometheus metrics on this port (0: any free port); None: no metrics.
+    metrics_export_port: int | None = None
 
 
 class NodeDaemon:
@@ -90,7 +98,15 @@ class NodeDaemon:
         self.owners = OwnerReaper(self.redis, self.commands, config.node_id, self.store)
         self.scheduler = LocalScheduler(dict(config.resources))
         self.selector = selectors.DefaultSelector()
-        self.pool = WorkerPool(config.redis_kwargs, config.node_id, self._close_in_child)
+        self.log_dir = config.log_dir or os.path.join(
+            tempfile.gettempdir(), f"redray-logs-{config.node_id}"
+        )
+        self.pool = WorkerPool(
+            config.redis_kwargs,
+            config.node_id,
+            self._close_in_child,
+            OutputPlace(self.log_dir, node_ip()),
+        )
         self._queue_key = keys.node_queue(config.node_id)
         self._queue_reader = self.redis.connection_pool.make_connection()
         self._queue_sock: socket.socket | None = None
@@ -110,6 +126,8 @@ class NodeDaemon:
         self._cancelled: set[str] = set()
         #: Placement group bundles: reserve/release requests (redray/scheduler/bundles.py).
         self.placement_groups = NodePlacementGroups(self)
+        #: Prometheus metrics (node/metrics.py), when a port was given.
+        self.metrics: NodeMetrics | None = None
         #: Task events this daemon records (cancelled queued tasks, lost workers); they are
         #: sent with its batched writes, never on their own (no thread: see _close_in_child).
         self.task_events = TaskEventBuffer(self.commands.raw)
@@ -117,6 +135,13 @@ class NodeDaemon:
     # ---- lifecycle -------------------------------------------------------------------
 
     def run(self) -> None:
+        if self.config.metrics_export_port is not None:  # before any worker is forked
+            self.metrics = NodeMetrics(
+                self.node_id,
+                os.path.join(self.log_dir, "metrics"),
+                node_ip(),
+                self.config.metrics_export_port,
+            )
         self._register()
         self._install_signal_handlers()
         self._watch_owner()
@@ -145,6 +170,8 @@ class NodeDaemon:
             "pid": os.getpid(),
             "store_dir": str(self.store.directory),
             "labels": self.config.labels,
+            "log_dir": self.log_dir,
+            "metrics_export_port": self.metrics.port if self.metrics else None,
             "started": time.time(),
             **store_fields,
         }
@@ -221,6 +248,8 @@ class NodeDaemon:
 
     def _shutdown(self) -> None:
         self.pool.stop_all()
+        if self.metrics is not None:
+            self.metrics.close()
         self._stop_object_store()
         shutil.rmtree(packages.cache_directory(self.node_id), ignore_errors=True)
         # A node declared dead leaves its record and queue to the daemon recovering them.
@@ -332,6 +361,8 @@ class NodeDaemon:
                 if not self.recovery.tick(self._heartbeat_value(), HEARTBEAT_TTL_SECONDS):
                     return "declared dead"  # its tasks are being re-run elsewhere
                 self.owners.release_dead()  # drivers of this node that died
+                if self.metrics is not None:
+                    self.metrics.update(self)
                 next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
 
     def _retire_surplus_workers(self) -> None:
@@ -487,6 +518,8 @@ class NodeDaemon:
         task = self.scheduler.task_of(worker_id)
         if task is not None:
             self._to_ack.append(task.entry_id)
+            if self.metrics is not None:
+                self.metrics.task_finished()
         if retire:
             _, actions = self.scheduler.worker_gone(worker_id)
             self._execute(actions)
