@@ -8,6 +8,7 @@ one connection and read the raw replies.
 
 from __future__ import annotations
 
+import select
 import socket
 from typing import Any
 
@@ -30,10 +31,15 @@ class RawConnection:
         sock = self._connection._sock
         if sock is None:
             return False
+        # Poll first: a socket with a timeout waits up to that timeout inside recv() before
+        # MSG_DONTWAIT is even looked at, so peeking an idle connection would stall.
+        readable, _, _ = select.select([sock], [], [], 0)
+        if not readable:
+            return False  # open, nothing to read
         try:
             closed = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
         except BlockingIOError:
-            return False  # open, nothing to read
+            return False
         except OSError:
             closed = True  # reset
         if closed:
