@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
 import itertools
 import json
 import logging
@@ -13,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from redray import runtime_context
+from redray import runtime_context, session
 from redray.client.core import CoreClient
 from redray.client.node_view import read_nodes
 from redray.cluster import EmbeddedCluster, resolve_address, start_embedded_cluster
@@ -36,14 +35,9 @@ _IGNORED_INIT_KWARGS = {
 }  # fmt: skip
 
 
-class _Session:
-    def __init__(self, client: CoreClient, address: str, cluster: EmbeddedCluster | None):
-        self.client = client
-        self.address = address
-        self.cluster = cluster
-
-
-_session: _Session | None = None
+#: The embedded cluster init() started (None when joined to a running one); the current
+#: client itself is in redray/session.py.
+_cluster: EmbeddedCluster | None = None
 _lock = threading.RLock()
 
 
@@ -82,15 +76,15 @@ def init(
     **kwargs: Any,
 ) -> RayContext:
     """Start an embedded cluster (no address) or join a running one (address=)."""
-    global _session
+    global _cluster
     unknown = set(kwargs) - _IGNORED_INIT_KWARGS
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {sorted(unknown)}")
     with _lock:
-        if _session is not None:
+        if session.is_connected():
             if ignore_reinit_error:
                 logger.info("Calling redray.init() again after it has already been called.")
-                return _context(_session)
+                return _context()
             raise RuntimeError(
                 "Maybe you called redray.init twice by accident? This error can be suppressed "
                 "by passing in 'ignore_reinit_error=True' or by calling 'redray.shutdown()' "
@@ -131,22 +125,24 @@ def init(
             kind="driver",
         )
         client.nodes.refresh()
-        _session = _Session(client, shown_address, cluster)
+        _cluster = cluster
+        session.set_client(client, shown_address)
         runtime_context.current.job_id = client.job_id
         runtime_context.current.node_id = node_id or ""
         runtime_context.current.namespace = client.namespace or client.job_id
         runtime_context.current.worker_id = client.client_id
         runtime_context.current.mode = "driver"
-        return _context(_session)
+        return _context()
 
 
-def _context(session: _Session) -> RayContext:
+def _context() -> RayContext:
+    address = session.current_address()
     return RayContext(
-        address=session.address,
-        redis_address=session.address,
-        gcs_address=session.address,
-        node_id=session.client.node_id,
-        session_dir=session.cluster.session_dir if session.cluster else None,
+        address=address,
+        redis_address=address,
+        gcs_address=address,
+        node_id=session.current_client().node_id,
+        session_dir=_cluster.session_dir if _cluster else None,
     )
 
 
@@ -182,50 +178,37 @@ def _check_resources(
 
 
 def is_initialized() -> bool:
-    return _session is not None
+    return session.is_connected()
 
 
 def shutdown(_exiting_interpreter: bool = False) -> None:
     """Disconnect; an embedded cluster is stopped with every process it started."""
-    global _session
+    global _cluster
     with _lock:
-        session, _session = _session, None
-        if session is None:
+        client, cluster = session.client_if_connected(), _cluster
+        if client is None:
             return
-        if session.cluster is None:  # a joined cluster lives on: end this driver's actors
+        session.set_client(None)
+        _cluster = None
+        if cluster is None:  # a joined cluster lives on: end this driver's actors
             from redray.actor import kill_owned_actors
 
-            kill_owned_actors(session.client)
-        from redray.util.placement_group import shutdown_client
+            kill_owned_actors(client)
+        from redray.client.placement_groups import shutdown_client
 
-        shutdown_client(session.client, remove_owned=session.cluster is None)
-        session.client.close()
-        if session.cluster is not None:
-            session.cluster.stop()
+        shutdown_client(client, remove_owned=cluster is None)
+        client.close()
+        if cluster is not None:
+            cluster.stop()
         runtime_context.current.job_id = ""
 
 
 atexit.register(shutdown)
 
 
-def attach_worker(client: CoreClient) -> None:
-    """Make the API usable inside a worker process (nested tasks, get, put)."""
-    global _session
-    _session = _Session(client, "", None)
-
-
-def current_client() -> CoreClient:
-    """The process's client, starting an embedded cluster on first use as Ray does."""
-    session = _session
-    if session is None:
-        init()
-        session = _session
-    assert session is not None
-    return session.client
-
-
-def current_address() -> str:
-    return _session.address if _session else ""
+#: The process's client (redray/session.py); the first use without init() calls init().
+current_client = session.current_client
+session.set_connector(init)
 
 
 # ---- objects -------------------------------------------------------------------------
@@ -340,19 +323,6 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
 def _check_timeout(timeout: float | None) -> None:
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"'timeout' must be None or a non-negative number, got {timeout!r}.")
-
-
-def future_of(ref: ObjectRef) -> concurrent.futures.Future:
-    future: concurrent.futures.Future = concurrent.futures.Future()
-
-    def resolve() -> None:
-        try:
-            future.set_result(get(ref))
-        except BaseException as error:  # the future carries whatever get raised
-            future.set_exception(error)
-
-    threading.Thread(target=resolve, daemon=True).start()
-    return future
 
 
 # ---- cluster introspection -----------------------------------------------------------

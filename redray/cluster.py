@@ -181,7 +181,7 @@ def start_embedded_cluster(
     session_dir = tempfile.mkdtemp(prefix="redray-session-")
     server = start_redis(unix_socket=os.path.join(session_dir, "redis.sock"))
     node_id = ids.new_node_id()
-    from redray.node.daemon import node_ip
+    from redray.host import node_ip
 
     total = node_resources(num_cpus, num_gpus, resources, object_store_memory, True, node_ip())
     config = {

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 from typing import Any
 
-from redray import ids
+from redray import ids, session
 from redray.objectstore.serialization import note_contained_ref
 
 
@@ -58,9 +59,16 @@ class ObjectRef:
 
     def future(self) -> concurrent.futures.Future:
         """A concurrent.futures.Future resolved with the value (or the error)."""
-        from redray import api
+        future: concurrent.futures.Future = concurrent.futures.Future()
 
-        return api.future_of(self)
+        def resolve() -> None:
+            try:
+                future.set_result(session.current_client().get([self._id], None)[0])
+            except BaseException as error:  # the future carries whatever get raised
+                future.set_exception(error)
+
+        threading.Thread(target=resolve, daemon=True).start()
+        return future
 
     def __await__(self) -> Any:
         return asyncio.wrap_future(self.future()).__await__()

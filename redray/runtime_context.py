@@ -6,6 +6,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from redray import session
+
 
 @dataclass
 class _Current:
@@ -101,6 +103,4 @@ class RuntimeContext:
 
     @property
     def gcs_address(self) -> str:
-        from redray import api
-
-        return api.current_address()
+        return session.current_address()

@@ -20,13 +20,15 @@ from typing import Any
 import redis
 
 from redray import ids, runtime_context
+from redray.client import placement_groups
 from redray.client.actor_cancel import cancel_actor_call
 from redray.client.batcher import WriteBatcher
 from redray.client.direct_calls import DirectCalls
 from redray.client.node_view import NodeView
 from redray.client.notifications import NotificationReader
-from redray.client.object_table import Entry, ObjectTable
+from redray.client.object_table import ObjectTable
 from redray.control import keys, results
+from redray.control.entry import Entry
 from redray.control.scripts import Commands
 from redray.exceptions import (
     GetTimeoutError,
@@ -441,9 +443,7 @@ class CoreClient:
             self.fail_task(spec, failed)
             return
         if isinstance(strategy, PlacementGroupSchedulingStrategy):
-            from redray.util.placement_group import dispatch
-
-            dispatch(self, spec, strategy)  # enqueue, hold or fail it
+            placement_groups.dispatch(self, spec, strategy)  # enqueue, hold or fail it
             return
         try:
             node_id = self._place(spec, strategy)
@@ -457,6 +457,17 @@ class CoreClient:
             self._park_infeasible(spec, strategy)
             return
         self.enqueue(node_id, spec)
+
+    def hold_until(self, object_id: str, spec: TaskSpec, strategy: Any) -> bool:
+        """Hold a task until `object_id` is committed, as for an argument (a placement
+        group's ready object); False if it already is."""
+        with self.objects.lock:
+            if object_id in self.objects:
+                return False
+            waiting = _WaitingSubmission(spec, strategy, {object_id})
+            self._waiting_on.setdefault(object_id, []).append(waiting)
+        self._watch([object_id])
+        return True
 
     def enqueue(self, node_id: str, spec: TaskSpec) -> None:
         payload = pickle.dumps(spec, protocol=5)

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import redis
 
 from redray.client.node_view import REFRESH_SECONDS
-from redray.client.object_table import Entry
 from redray.control import keys
+from redray.control.entry import Entry
 from redray.control.raw import RawConnection, stream_entries
 
 if TYPE_CHECKING:

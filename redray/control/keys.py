@@ -124,5 +124,9 @@ def placement_group(pg_id: str) -> str:
     return f"{PREFIX}pg:{pg_id}"
 
 
+def placement_group_actors(pg_id: str) -> str:
+    return f"{PREFIX}pg:{pg_id}:actors"
+
+
 def placement_group_reply(pg_id: str, attempt: int) -> str:
     return f"{PREFIX}pg:{pg_id}:reply:{attempt}"

@@ -11,8 +11,8 @@ from typing import Any
 
 import redis
 
-from redray.client.object_table import Entry
 from redray.control import keys
+from redray.control.entry import Entry
 from redray.control.scripts import Commands
 from redray.task_spec import TaskSpec
 

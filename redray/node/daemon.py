@@ -21,10 +21,13 @@ from typing import Any
 
 import redis
 
-from redray.client.object_table import Entry
 from redray.control import keys, results
+from redray.control.direct_marker import started_marker
+from redray.control.entry import Entry
 from redray.control.scripts import Commands
 from redray.exceptions import WorkerCrashedError
+from redray.host import node_ip
+from redray.node.bundles import NodePlacementGroups
 from redray.node.owners import OwnerReaper
 from redray.node.recovery import NodeRecovery
 from redray.node.redis_launcher import wait_until_up
@@ -32,10 +35,8 @@ from redray.node.worker_pool import WorkerPool
 from redray.objectstore import transfer
 from redray.objectstore.serialization import dumps
 from redray.objectstore.shm_store import SharedMemoryStore, store_directory
-from redray.scheduler.bundles import NodePlacementGroups
 from redray.scheduler.local_scheduler import Action, Dispatch, LocalScheduler, QueuedTask
 from redray.task_spec import TaskSpec
-from redray.worker.direct_server import started_marker
 
 HEARTBEAT_SECONDS = 0.5
 HEARTBEAT_TTL_SECONDS = 5
@@ -88,7 +89,7 @@ class NodeDaemon:
         #: Kill requests for actors whose worker has not reported "actor_started" yet.
         self._pending_kills: set[str] = set()
         self._cancelled: set[str] = set()
-        #: Placement group bundles: reserve/release requests (redray/scheduler/bundles.py).
+        #: Placement group bundles: reserve/release requests (redray/node/bundles.py).
         self.placement_groups = NodePlacementGroups(self)
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -285,7 +286,7 @@ class NodeDaemon:
                     continue
                 if b"pg" in fields:  # placement group bundles: {pg, op, ...} (bundles.py)
                     self._to_ack.append(entry_id)
-                    self.placement_groups.on_request(fields)
+                    self._execute(self.placement_groups.on_request(fields))
                     continue
                 payload = fields[b"s"]
                 spec: TaskSpec = pickle.loads(payload)
@@ -301,9 +302,7 @@ class NodeDaemon:
 
         The canceller has already committed TaskCancelledError; this only stops the work.
         """
-        self._cancelled.add(task_id)
-        if len(self._cancelled) > _CANCELLED_KEPT:
-            self._cancelled.pop()
+        self.mark_cancelled(task_id)
         queued = self.scheduler.remove_queued(task_id)
         if queued is not None:
             self._to_ack.append(queued.entry_id)
@@ -311,6 +310,21 @@ class NodeDaemon:
         worker_id = self.scheduler.running_task_worker(task_id)
         if worker_id is not None:
             self.pool.kill(worker_id, signal.SIGKILL if force else signal.SIGINT)
+
+    def mark_cancelled(self, task_id: str) -> None:
+        """The task's results are committed as cancelled: its worker's death is no retry."""
+        self._cancelled.add(task_id)
+        if len(self._cancelled) > _CANCELLED_KEPT:
+            self._cancelled.pop()
+
+    def ack(self, entry_id: str) -> None:
+        """Acknowledge a queue entry (with the next batch): it needs no more handling."""
+        self._to_ack.append(entry_id)
+
+    def actor_of_worker(self, worker_id: str) -> str | None:
+        """The actor a worker hosts, if it does."""
+        entry = self._actor_workers.get(worker_id)
+        return entry[0] if entry else None
 
     def _flush_acks(self) -> None:
         if not self._to_ack:
@@ -463,18 +477,6 @@ def _as_dict(fields: Any) -> dict[bytes, bytes]:
         return fields
     pairs = iter(fields)
     return dict(zip(pairs, pairs))
-
-
-def node_ip() -> str:
-    """This machine's address as other nodes see it: REDRAY_NODE_IP when set (a node of a
-    multi-host cluster should set it), else what the host name resolves to."""
-    explicit = os.environ.get("REDRAY_NODE_IP")
-    if explicit:
-        return explicit
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,8 +35,8 @@ from typing import Any
 import redis
 
 from redray.client.node_view import read_nodes
-from redray.client.object_table import Entry
 from redray.control import keys, results
+from redray.control.entry import Entry
 from redray.control.scripts import Commands
 from redray.exceptions import ActorDiedError, NodeDiedError
 from redray.objectstore.serialization import dumps

@@ -16,7 +16,7 @@ from typing import Any
 
 import redray.worker.actor_runtime  # noqa: F401  (imported once here, not by each new actor)
 from redray import ids
-from redray.worker.channel import Channel
+from redray.control.channel import Channel
 from redray.worker.main import run_worker
 
 

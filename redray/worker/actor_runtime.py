@@ -33,14 +33,15 @@ import redis
 
 from redray import runtime_context
 from redray.client.core import CoreClient
-from redray.client.object_table import Entry
 from redray.control import keys
+from redray.control.channel import Channel
+from redray.control.direct_marker import direct_address, started_marker
+from redray.control.entry import Entry
 from redray.control.raw import RawConnection, stream_entries
 from redray.exceptions import ActorDiedError, RayError
 from redray.objectstore.serialization import dumps, serialize
 from redray.task_spec import Arg, TaskSpec
-from redray.worker.channel import Channel
-from redray.worker.direct_server import DirectCallServer, direct_address, started_marker
+from redray.worker.direct_server import DirectCallServer
 from redray.worker.executor import TaskExecutor
 from redray.worker.result_writer import CommandRecorder
 

@@ -5,23 +5,21 @@ from __future__ import annotations
 import inspect
 import os
 import pickle
-import socket
 import traceback
 from collections import Counter
 from typing import Any
 
 from redray import generators, runtime_context
 from redray.client.core import CoreClient
-from redray.client.object_table import Entry
 from redray.control import keys, results
+from redray.control.entry import Entry
 from redray.exceptions import RayTaskError, TaskCancelledError
+from redray.host import node_ip
 from redray.object_ref import ObjectRef
 from redray.objectstore.serialization import deserialize, dumps, serialize
 from redray.task_spec import Arg, TaskSpec
 from redray.worker.functions import FunctionCache
 from redray.worker.result_writer import ResultWriter
-
-_HOST_IP = socket.gethostbyname(socket.gethostname()) if socket.gethostname() else "127.0.0.1"
 
 
 class TaskExecutor:
@@ -187,7 +185,7 @@ class TaskExecutor:
             cause=error,
             proctitle=f"ray::{spec.name}",
             pid=os.getpid(),
-            ip=_HOST_IP,
+            ip=node_ip(),
         )
         try:
             data = dumps(task_error)
@@ -198,7 +196,7 @@ class TaskExecutor:
                 cause=RuntimeError(f"{type(error).__name__}: {error}"),
                 proctitle=f"ray::{spec.name}",
                 pid=os.getpid(),
-                ip=_HOST_IP,
+                ip=node_ip(),
             )
             data = dumps(task_error)
         return [Entry("e", len(data), "", data)] * max(1, spec.num_returns)
