@@ -547,10 +547,14 @@ class CoreClient:
         node_id, return_ids = self._in_flight.get(task_id, (None, [object_id]))
         if not self.commit_error(task_id, return_ids, error, final_state="cancelled"):
             return  # already finished: cancelling does nothing
-        request = {"c": task_id, "f": int(force), "r": int(recursive)}
+        request = {"c": task_id, "f": int(force)}
         targets = [node_id] if node_id else [n.node_id for n in self.nodes.refresh()]
+        pipe = self.redis.pipeline(transaction=False)
+        if not recursive:  # read by the interrupted task (executor._cancelled_entries)
+            pipe.hset(keys.task(task_id), "r", 0)
         for target in targets:
-            self.redis.xadd(keys.node_queue(target), request)
+            pipe.xadd(keys.node_queue(target), request)
+        pipe.execute()
 
     def _withdraw_held(self, task_id: str) -> TaskSpec | None:
         """Take back a task still held here (waiting for arguments, or infeasible)."""

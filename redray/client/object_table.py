@@ -68,7 +68,3 @@ class ObjectTable:
                     return False
                 self._changed.wait(remaining)
             return True
-
-    def wake_all(self) -> None:
-        with self.lock:
-            self._changed.notify_all()

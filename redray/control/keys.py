@@ -21,7 +21,8 @@ test's flushed database) is easy to reason about. Ids are lowercase hex strings.
 | {p}obj:{object_id}:waiters       | set    | client ids to notify when the object is committed    |
 | {p}obj:{object_id}:locations     | set    | nodes holding a copy besides the primary (field n)   |
 | {p}notify:{client_id}            | stream | readiness notifications for one client process       |
-| {p}task:{task_id}                | hash   | task state, attempts, node, worker pid               |
+| {p}task:{task_id}                | hash   | state: finished|cancelled, set once (commit_objects)  |
+|                                  |        | (TTL 1 h); r: 0 if cancelled with recursive=False    |
 | {p}errors                        | list   | JSON failure records (newest first), error_info()    |
 | {p}clients                       | hash   | client_id -> JSON (pid, node, kind), for liveness    |
 | {p}owned:{client_id}             | set    | ids of the committed objects a client process owns   |
@@ -68,10 +69,6 @@ def function(function_id: str) -> str:
 
 def obj(object_id: str) -> str:
     return f"{PREFIX}obj:{object_id}"
-
-
-def obj_waiters(object_id: str) -> str:
-    return f"{PREFIX}obj:{object_id}:waiters"
 
 
 def obj_locations(object_id: str) -> str:

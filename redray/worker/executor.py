@@ -145,8 +145,11 @@ class TaskExecutor:
         return generators.DynamicObjectRefGenerator(refs)
 
     def _cancelled_entries(self, spec: TaskSpec) -> list[Entry]:
-        """The task was cancelled (redray.cancel): its children are cancelled too."""
-        self._client.cancel_children()
+        """The task was cancelled (redray.cancel): its children are cancelled too, unless
+        the canceller said recursive=False (field r of the task's hash)."""
+        client = self._client
+        if client.children and client.redis.hget(keys.task(spec.task_id), "r") != b"0":
+            client.cancel_children()
         data = dumps(TaskCancelledError(spec.task_id))
         return [Entry("e", len(data), "", data)] * spec.num_returns
 
