@@ -29,6 +29,7 @@ import cloudpickle
 from redray import generators, ids, runtime_context, session
 from redray import options as options_module
 from redray.control import keys
+from redray.control.messages import KillMessage, xadd
 from redray.exceptions import ActorAlreadyExistsError, ActorDiedError
 from redray.object_ref import ObjectRef
 from redray.objectstore.serialization import dumps
@@ -494,7 +495,8 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     else:
         node = client.redis.hget(keys.actor(actor_id), "node")
         if node is not None:
-            client.redis.xadd(keys.node_queue(node.decode()), {"kill": actor_id})
+            kill_request = KillMessage(actor_id)
+            client.redis.execute_command(*xadd(keys.node_queue(node.decode()), kill_request))
 
 
 def kill_owned_actors(client: Any) -> None:

@@ -149,7 +149,7 @@ def _context() -> RayContext:
 def _next_job_id(redis_kwargs: dict[str, Any]) -> str:
     import redis
 
-    number = redis.Redis(**redis_kwargs).incr(keys.PREFIX + "job_counter")
+    number = redis.Redis(**redis_kwargs).incr(keys.JOB_COUNTER)
     return f"{number:08x}"
 
 

@@ -29,6 +29,7 @@ from redray.client.notifications import NotificationReader
 from redray.client.object_table import ObjectTable
 from redray.control import keys, results
 from redray.control.entry import Entry
+from redray.control.messages import CancelMessage, TaskMessage, xadd
 from redray.control.scripts import Commands
 from redray.exceptions import (
     GetTimeoutError,
@@ -472,7 +473,7 @@ class CoreClient:
     def enqueue(self, node_id: str, spec: TaskSpec) -> None:
         payload = pickle.dumps(spec, protocol=5)
         self._in_flight[spec.task_id] = (node_id, spec.return_ids)
-        self.batcher.add("XADD", keys.node_queue(node_id), "*", "s", payload)
+        self.batcher.add(*xadd(keys.node_queue(node_id), TaskMessage(payload)))
         self.ensure_reader()
 
     def _place(self, spec: TaskSpec, strategy: Any) -> str | None:
@@ -520,7 +521,7 @@ class CoreClient:
 
     def fail_task(self, spec: TaskSpec, error: BaseException) -> None:
         """Commit `error` as every return value of a task that will not run."""
-        entries = [Entry("e", 0, "", dumps(error)) for _ in spec.return_ids]
+        entries = results.error_entries(dumps(error), len(spec.return_ids))
         self.commit_results(spec, entries, record_failure=False)
 
     def cancel(self, object_id: str, *, force: bool, recursive: bool) -> None:
@@ -540,20 +541,20 @@ class CoreClient:
         error = TaskCancelledError(task_id)
         held = self._withdraw_held(task_id)
         if held is not None:
-            entries = [Entry("e", 0, "", dumps(error)) for _ in held.return_ids]
+            entries = results.error_entries(dumps(error), len(held.return_ids))
             self.commit_results(held, entries, record_failure=False, final_state="cancelled")
             return
         self.batcher.flush()
         node_id, return_ids = self._in_flight.get(task_id, (None, [object_id]))
         if not self.commit_error(task_id, return_ids, error, final_state="cancelled"):
             return  # already finished: cancelling does nothing
-        request = {"c": task_id, "f": int(force)}
+        request = CancelMessage(task_id, force)
         targets = [node_id] if node_id else [n.node_id for n in self.nodes.refresh()]
         pipe = self.redis.pipeline(transaction=False)
         if not recursive:  # read by the interrupted task (executor._cancelled_entries)
             pipe.hset(keys.task(task_id), "r", 0)
         for target in targets:
-            pipe.xadd(keys.node_queue(target), request)
+            pipe.execute_command(*xadd(keys.node_queue(target), request))
         pipe.execute()
 
     def _withdraw_held(self, task_id: str) -> TaskSpec | None:
@@ -582,12 +583,10 @@ class CoreClient:
     ) -> bool:
         """Commit `error` as every return value of a task this process owns, once (False if
         the task already has a terminal state)."""
-        data = dumps(error)
         pipe = self.redis.pipeline(transaction=False)
-        results.commit_entries(
-            self.commands, pipe, task_id, self.client_id, return_ids,
-            [Entry("e", len(data), "", data)] * len(return_ids), final_state,
-        )  # fmt: skip
+        results.fail_returns(
+            self.commands, pipe, task_id, self.client_id, return_ids, dumps(error), final_state
+        )
         return bool(pipe.execute()[0])
 
     def commit_results(

@@ -24,10 +24,14 @@ import threading
 import time
 from typing import Any
 
+import redis
+
 from redray import ids
 from redray.client.node_view import read_nodes
 from redray.control import keys, results
 from redray.control.entry import Entry
+from redray.control.messages import ReleaseMessage, ReserveMessage, xadd
+from redray.control.scripts import Commands
 from redray.exceptions import ActorDiedError, TaskPlacementGroupRemoved
 from redray.objectstore.serialization import dumps
 from redray.scheduler.bundles import assign_bundles
@@ -60,24 +64,6 @@ def schedule(client: Any, pg_id: str, ready_value: bytes, *, detached: bool) -> 
     _scheduler_for(client).add(pg_id, ready_value)
 
 
-_MARK_CREATED = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'created', 'nodes', ARGV[1])
-return 1
-"""
-
-_MARK_REMOVED = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state or state == 'removed' then return {state or '', ''} end
-redis.call('HSET', KEYS[1], 'state', 'removed')
-redis.call('EXPIRE', KEYS[1], 3600)
-local name_key = redis.call('HGET', KEYS[1], 'name_key')
-if name_key and name_key ~= '' and redis.call('HGET', KEYS[2], name_key) == ARGV[1] then
-  redis.call('HDEL', KEYS[2], name_key)
-end
-return {state, redis.call('HGET', KEYS[1], 'nodes') or ''}
-"""
-
 _schedulers: dict[str, _GroupScheduler] = {}
 _schedulers_lock = threading.Lock()
 #: Groups (not detached) created by each client: removed when a driver shuts down.
@@ -101,12 +87,10 @@ class _GroupScheduler(threading.Thread):
     """Reserves this process's pending groups, oldest first, retrying until they fit."""
 
     def __init__(self, client: Any) -> None:
-        import redis
-
         super().__init__(name="redray-placement-groups", daemon=True)
         self.client = client
         self.redis = redis.Redis(**client.redis_kwargs)
-        self.mark_created = self.redis.register_script(_MARK_CREATED)
+        self.commands = Commands(self.redis)
         self.pending: list[str] = []
         self.ready_values: dict[str, bytes] = {}
         self.condition = threading.Condition()
@@ -175,12 +159,12 @@ class _GroupScheduler(threading.Thread):
         reply = keys.placement_group_reply(pg_id, self.attempt)
         pipe = self.redis.pipeline(transaction=False)
         for node_id, items in by_node.items():
-            request = {"pg": pg_id, "op": "reserve", "b": json.dumps(items), "reply": reply}
-            pipe.xadd(keys.node_queue(node_id), request)
+            request = ReserveMessage(pg_id, items, reply)
+            pipe.execute_command(*xadd(keys.node_queue(node_id), request))
         pipe.execute()
         reserved = self._answers(reply, len(by_node))
         if len(reserved) == len(by_node) and all(reserved.values()):
-            if self.mark_created(keys=[key], args=[json.dumps(assignment)]):
+            if self.commands.call("pg_mark_created", pg_id, json.dumps(assignment)):
                 _created_nodes[pg_id] = assignment
                 data = self.ready_values[pg_id]
                 _commit_ready_entry(self.client, self.redis, pg_id, "v", data)
@@ -219,7 +203,7 @@ def _commit_ready_entry(client: Any, connection: Any, pg_id: str, kind: str, dat
 def _release(connection: Any, pg_id: str, node_ids: list[str]) -> None:
     pipe = connection.pipeline(transaction=False)
     for node_id in dict.fromkeys(node_ids):
-        pipe.xadd(keys.node_queue(node_id), {"pg": pg_id, "op": "release"})
+        pipe.execute_command(*xadd(keys.node_queue(node_id), ReleaseMessage(pg_id)))
     pipe.execute()
 
 
@@ -227,10 +211,7 @@ def remove(client: Any, pg_id: str) -> None:
     """Mark a group removed; its actors die, its reservations are released (or, pending,
     the tasks held for it fail)."""
     client.batcher.flush()
-    script = client.redis.register_script(_MARK_REMOVED)
-    state, nodes = script(
-        keys=[keys.placement_group(pg_id), keys.NAMED_PLACEMENT_GROUPS], args=[pg_id]
-    )
+    state, nodes = client.commands.call("pg_mark_removed", pg_id)
     _created_nodes.pop(pg_id, None)
     # Its actors are dead from now on (their calls fail at once); their nodes kill them.
     actors = client.redis.smembers(keys.placement_group_actors(pg_id))

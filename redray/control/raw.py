@@ -3,7 +3,9 @@
 redis-py's client spends tens of microseconds of CPU per call (pool checkout, retries,
 response callbacks, observability hooks). The hot paths (submitting tasks, reading
 notifications, committing results) batch their own commands, so they send them packed on
-one connection and read the raw replies.
+one connection and read the raw replies. Every such connection (the write batcher, the
+notification reader, a worker's result writer, an actor's mailbox loop, a daemon's queue
+reader) is a RawConnection.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ class RawConnection:
             except redis.ResponseError as error:
                 replies.append(error)
         return replies
+
+    def reply(self) -> Any:
+        """The next reply; raises an error reply."""
+        return self._connection.read_response()
 
     def execute(self, commands: list[Command]) -> list[Any]:
         """Send and read; raises the first error reply."""

@@ -1,9 +1,9 @@
 """A node's side of placement group bundles: the daemon's handler of the requests a
 group's creator (redray/client/placement_groups.py) sends on the node's queue stream.
 
-`{pg, op: reserve, b: [[index, resources], ...], reply}` reserves bundles atomically in the
-LocalScheduler (all of them or none, answered on the `reply` list); `{pg, op: release}`
-gives a group's bundles back, failing the tasks queued in them and killing the tasks and
+A ReserveMessage (control/messages.py) reserves bundles atomically in the LocalScheduler
+(all of them or none, answered on its `reply` list); a ReleaseMessage gives a group's
+bundles back, failing the tasks queued in them and killing the tasks and
 actors running in them.
 
 A task scheduled into a group carries `spec.extra["pg"] = {"id", "index", "capture",
@@ -18,7 +18,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from redray.control import results
-from redray.control.entry import Entry
+from redray.control.messages import ReleaseMessage, ReserveMessage
 from redray.exceptions import ActorDiedError, TaskPlacementGroupRemoved
 from redray.objectstore.serialization import dumps
 from redray.scheduler.bundles import pg_of
@@ -35,23 +35,18 @@ class NodePlacementGroups:
     def __init__(self, daemon: NodeDaemon) -> None:
         self.daemon = daemon
 
-    def on_request(self, fields: dict[bytes, bytes]) -> list[Action]:
+    def on_request(self, request: ReserveMessage | ReleaseMessage) -> list[Action]:
         """Handle a reserve or release request; the scheduler actions it leads to."""
-        pg_id = fields[b"pg"].decode()
-        op = fields.get(b"op", b"").decode()
+        if isinstance(request, ReleaseMessage):
+            return self._release(request.pg_id)
         daemon = self.daemon
-        if op == "reserve":
-            wanted = [(int(i), dict(r)) for i, r in json.loads(fields[b"b"])]
-            ok = daemon.scheduler.reserve_bundles(pg_id, wanted)
-            reply = fields[b"reply"].decode()
-            pipe = daemon.redis.pipeline(transaction=False)
-            if ok:  # available_resources() shows the reservation once the group is ready
-                daemon.publish_availability(pipe)
-            pipe.rpush(reply, json.dumps({"node": daemon.node_id, "ok": ok}))
-            pipe.expire(reply, 600)
-            pipe.execute()
-        elif op == "release":
-            return self._release(pg_id)
+        ok = daemon.scheduler.reserve_bundles(request.pg_id, request.bundles)
+        pipe = daemon.redis.pipeline(transaction=False)
+        if ok:  # available_resources() shows the reservation once the group is ready
+            daemon.publish_availability(pipe)
+        pipe.rpush(request.reply, json.dumps({"node": daemon.node_id, "ok": ok}))
+        pipe.expire(request.reply, 600)
+        pipe.execute()
         return []
 
     def accept(self, spec: TaskSpec, entry_id: Any) -> bool:
@@ -91,12 +86,11 @@ class NodePlacementGroups:
         actor_id = spec.extra.get("actor_id") if spec.extra.get("actor") else None
         if actor_id:
             self._actor_dead(actor_id)
-        data = dumps(TaskPlacementGroupRemoved())
         pipe = daemon.redis.pipeline(transaction=False)
-        results.commit_entries(
-            daemon.commands, pipe, spec.task_id, spec.owner, spec.return_ids,
-            [Entry("e", len(data), "", data)] * len(spec.return_ids), final_state="cancelled",
-        )  # fmt: skip
+        error = dumps(TaskPlacementGroupRemoved())
+        results.fail_returns(
+            daemon.commands, pipe, spec.task_id, spec.owner, spec.return_ids, error, "cancelled"
+        )
         pipe.execute()
 
     def _actor_dead(self, actor_id: str) -> None:

@@ -23,7 +23,17 @@ import redis
 
 from redray.control import keys, results
 from redray.control.direct_marker import started_marker
-from redray.control.entry import Entry
+from redray.control.messages import (
+    CancelMessage,
+    KillMessage,
+    NodeMessage,
+    ReleaseMessage,
+    ReserveMessage,
+    TaskMessage,
+    decode_node_message,
+    xadd,
+)
+from redray.control.raw import RawConnection
 from redray.control.scripts import Commands
 from redray.exceptions import WorkerCrashedError
 from redray.host import node_ip
@@ -78,7 +88,7 @@ class NodeDaemon:
         self.selector = selectors.DefaultSelector()
         self.pool = WorkerPool(config.redis_kwargs, config.node_id, self._close_in_child)
         self._queue_key = keys.node_queue(config.node_id)
-        self._queue_reader = self.redis.connection_pool.make_connection()
+        self._queue_reader = RawConnection(self.redis)
         self._to_ack: list[str] = []
         self._stopping = False
         self._signal_r, self._signal_w = socket.socketpair()
@@ -131,9 +141,8 @@ class NodeDaemon:
         self.publish_availability(pipe)
         pipe.xadd(keys.NODE_EVENTS, {"event": "joined", "node": self.node_id}, maxlen=1000)
         pipe.execute()
-        self._queue_reader.connect()
         self._read_queue()
-        self.selector.register(self._queue_reader._sock, selectors.EVENT_READ, "queue")
+        self.selector.register(self._queue_reader.fileno(), selectors.EVENT_READ, "queue")
 
     def _announce_ready(self) -> None:
         if self.config.ready_fd is not None:
@@ -262,33 +271,25 @@ class NodeDaemon:
 
     def _read_queue(self) -> None:
         """Ask for the next batch of tasks; the answer arrives when the socket is readable."""
-        self._queue_reader.send_command(
+        self._queue_reader.send([(
             "XREADGROUP", "GROUP", keys.QUEUE_GROUP, self.node_id,
             "COUNT", _READ_BATCH, "BLOCK", 0, "STREAMS", self._queue_key, ">",
-        )  # fmt: skip
+        )])  # fmt: skip
 
     def _on_queue_readable(self) -> None:
-        response = self._queue_reader.read_response()
+        response = self._queue_reader.reply()
         self._read_queue()
         streams = (
             response.values() if isinstance(response, dict) else [e for _, e in response or []]
         )
         for entries in streams:
             for entry_id, fields in entries:
-                fields = _as_dict(fields)
-                if b"c" in fields:
+                message = decode_node_message(_as_dict(fields))
+                if type(message) is not TaskMessage:
                     self._to_ack.append(entry_id)
-                    self._cancel(fields[b"c"].decode(), force=fields[b"f"] == b"1")
+                    self._on_request(message)
                     continue
-                if b"kill" in fields:  # redray.kill(actor): an entry {kill: actor_id}
-                    self._to_ack.append(entry_id)
-                    self._kill_actor(fields[b"kill"].decode())
-                    continue
-                if b"pg" in fields:  # placement group bundles: {pg, op, ...} (bundles.py)
-                    self._to_ack.append(entry_id)
-                    self._execute(self.placement_groups.on_request(fields))
-                    continue
-                payload = fields[b"s"]
+                payload = message.payload
                 spec: TaskSpec = pickle.loads(payload)
                 if spec.task_id in self._cancelled:
                     self._to_ack.append(entry_id)
@@ -296,6 +297,15 @@ class NodeDaemon:
                 if "pg" in spec.extra and not self.placement_groups.accept(spec, entry_id):
                     continue
                 self._execute(self.scheduler.add_task(QueuedTask(spec, entry_id, payload)))
+
+    def _on_request(self, message: NodeMessage) -> None:
+        """A queue entry that is not a task: cancel, kill, placement group bundles."""
+        if isinstance(message, CancelMessage):
+            self._cancel(message.task_id, message.force)
+        elif isinstance(message, KillMessage):
+            self._kill_actor(message.actor_id)
+        elif isinstance(message, (ReserveMessage, ReleaseMessage)):
+            self._execute(self.placement_groups.on_request(message))
 
     def _cancel(self, task_id: str, force: bool) -> None:
         """Drop a queued task, or interrupt (force: kill) the worker running it.
@@ -402,18 +412,20 @@ class NodeDaemon:
             f"{spec.attempt + 1}) on node {self.node_id} died: {how}."
         )
         data = dumps(error)
-        entry = Entry("e", len(data), "", data)
+        failure = results.error_entries(data, 1)[0]
         pipe = self.redis.pipeline(transaction=False)
         retry = spec.task_id not in self._cancelled and (
             spec.max_retries == -1 or spec.attempt < spec.max_retries
         )
-        results.record_failure(pipe, spec, entry, self.node_id, retrying=retry, cause=how)
+        results.record_failure(pipe, spec, failure, self.node_id, retrying=retry, cause=how)
         if retry:
             spec.attempt += 1
             payload = pickle.dumps(spec, protocol=5)
             self.commands.call("requeue_task", spec.task_id, self.node_id, payload, pipe=pipe)
         else:
-            results.commit_outputs(self.commands, pipe, spec, [entry] * len(spec.return_ids))
+            results.fail_returns(
+                self.commands, pipe, spec.task_id, spec.owner, spec.return_ids, data
+            )
         pipe.execute()
         self._to_ack.append(task.entry_id)
 
@@ -460,7 +472,8 @@ class NodeDaemon:
         )
         if status == 1:
             spec.attempt += 1
-            self.redis.xadd(self._queue_key, {"s": pickle.dumps(spec, protocol=5)})
+            payload = pickle.dumps(spec, protocol=5)
+            self.redis.execute_command(*xadd(self._queue_key, TaskMessage(payload)))
         elif status == -1:
             error = ActorDiedError(
                 f"The actor {actor_id} ({class_name}) died unexpectedly: its worker process "

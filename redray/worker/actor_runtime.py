@@ -33,10 +33,16 @@ import redis
 
 from redray import runtime_context
 from redray.client.core import CoreClient
-from redray.control import keys
+from redray.control import keys, results
 from redray.control.channel import Channel
 from redray.control.direct_marker import direct_address, started_marker
 from redray.control.entry import Entry
+from redray.control.messages import (
+    CallMessage,
+    CancelCallMessage,
+    TerminateMessage,
+    decode_mailbox_message,
+)
 from redray.control.raw import RawConnection, stream_entries
 from redray.exceptions import ActorDiedError, RayError
 from redray.objectstore.serialization import dumps, serialize
@@ -73,7 +79,7 @@ def run_actor(
         death = client.redis.hget(keys.actor(actor_id), "death") or dumps(
             ActorDiedError(f"The actor {actor_id} was killed before it started.", actor_id=actor_id)
         )
-        client.commit_results(spec, [Entry("e", len(death), "", death)], record_failure=False)
+        client.commit_results(spec, results.error_entries(death, 1), record_failure=False)
         channel.send(("done", spec.task_id, True))
         if server is not None:
             server.close()
@@ -196,14 +202,15 @@ class ActorRuntime:
                 continue
             for entry_id, fields in entries:
                 last_delivered = entry_id
-                if b"terminate" in fields:
+                message = decode_mailbox_message(fields)
+                if isinstance(message, TerminateMessage):
                     self._terminate(entry_id)
                     return
-                if b"cancel" in fields:
-                    self._cancel(fields[b"cancel"].decode())
+                if isinstance(message, CancelCallMessage):
+                    self._cancel(message.task_id)
                     self._discard(entry_id)
                     continue
-                self._start(entry_id, fields)
+                self._start(entry_id, message)
 
     def _serve_in_order(self, last_delivered: str) -> None:
         """One call at a time, in mailbox order, with as few round trips as possible.
@@ -231,7 +238,7 @@ class ActorRuntime:
             connection.send([take(_TAKE_BATCH), wait])
             replies = connection.read(unread + 2)
             unread = 0
-            to_run: list[tuple[bytes, dict[bytes, bytes]]] = []
+            to_run: list[tuple[bytes, dict[bytes, bytes]]] = []  # (entry id, fields)
             if claimed is not None:
                 claim, replies = replies[0], replies[1:]
                 to_run += [entry for entry in _entries(claim) if entry[0] != claimed]
@@ -250,15 +257,16 @@ class ActorRuntime:
                 unread += 1
                 claimed = woke[0][0]
                 to_run = woke[:1]
-            for _, fields in to_run:  # cancels first: a call they name must not start
-                if b"cancel" in fields:
-                    self._cancel(fields[b"cancel"].decode())
-            for entry_id, fields in to_run:
+            messages = [(entry_id, decode_mailbox_message(f)) for entry_id, f in to_run]
+            for _, message in messages:  # cancels first: a call they name must not start
+                if isinstance(message, CancelCallMessage):
+                    self._cancel(message.task_id)
+            for entry_id, message in messages:
                 last_delivered = entry_id
-                if b"terminate" in fields:
+                if isinstance(message, TerminateMessage):
                     self._terminate(entry_id)
                     return
-                if b"cancel" in fields:
+                if isinstance(message, CancelCallMessage):
                     connection.send(self._discard_commands(entry_id))
                     unread += 2
                     continue
@@ -266,7 +274,7 @@ class ActorRuntime:
                     with self._cond:
                         self._inflight += 1
                     try:
-                        finished = self._run(entry_id, fields, defer=True)
+                        finished = self._run(entry_id, message, defer=True)
                     finally:
                         self._finished(None)
                 if finished:
@@ -296,12 +304,13 @@ class ActorRuntime:
         for entry_id, fields in claimed:
             if not fields:
                 continue
-            if b"terminate" in fields:
+            message = decode_mailbox_message(fields)
+            if isinstance(message, TerminateMessage):
                 self._wait_idle()
                 self._terminate(entry_id)
                 return None
-            if b"cancel" in fields:
-                self._cancel(fields[b"cancel"].decode())
+            if isinstance(message, CancelCallMessage):
+                self._cancel(message.task_id)
                 self._discard(entry_id)
                 continue
             attempts = delivered.get(entry_id, 1)
@@ -309,31 +318,30 @@ class ActorRuntime:
                 with self._cond:
                     while self._inflight >= self.max_concurrency:
                         self._cond.wait()
-                self._start(entry_id, fields)
+                self._start(entry_id, message)
             else:
-                spec: TaskSpec = pickle.loads(fields[b"s"])
+                spec: TaskSpec = pickle.loads(message.payload)
                 error = ActorDiedError(
                     f"The actor {self.actor_id} ({self.class_name}) died while running "
                     f"{spec.name} ({cause_text}); it was restarted, but the call is not retried "
                     "(max_task_retries).",
                     actor_id=self.actor_id,
                 )
-                data = dumps(error)
-                entries = [Entry("e", len(data), "", data)] * len(spec.return_ids)
+                entries = results.error_entries(dumps(error), len(spec.return_ids))
                 self._commit(entry_id, spec, entries, failed=True)
         return last_delivered
 
-    def _start(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+    def _start(self, entry_id: bytes, call: CallMessage) -> None:
         with self._cond:
             self._inflight += 1
         if self._loop is not None:
-            future = asyncio.run_coroutine_threadsafe(self._run_async(entry_id, fields), self._loop)
+            future = asyncio.run_coroutine_threadsafe(self._run_async(entry_id, call), self._loop)
             future.add_done_callback(self._finished)
         elif self._pool is not None:
-            self._pool.submit(self._run, entry_id, fields).add_done_callback(self._finished)
+            self._pool.submit(self._run, entry_id, call).add_done_callback(self._finished)
         else:
             try:
-                self._run(entry_id, fields)
+                self._run(entry_id, call)
             finally:
                 self._finished(None)
 
@@ -417,10 +425,10 @@ class ActorRuntime:
         current.task_name = spec.name
 
     def _run(
-        self, entry_id: bytes, fields: dict[bytes, bytes], defer: bool = False
+        self, entry_id: bytes, call: CallMessage, defer: bool = False
     ) -> list[tuple[Any, ...]]:
         """Run one call and commit it; with `defer`, return the commit's commands instead."""
-        spec: TaskSpec = pickle.loads(fields[b"s"])
+        spec: TaskSpec = pickle.loads(call.payload)
         if spec.task_id in self._cancelled:  # its canceller committed TaskCancelledError
             self._cancelled.discard(spec.task_id)
             if defer:
@@ -486,8 +494,8 @@ class ActorRuntime:
             recorder.xdel(self.mailbox, entry_id)
         return recorder.commands
 
-    async def _run_async(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
-        spec: TaskSpec = pickle.loads(fields[b"s"])
+    async def _run_async(self, entry_id: bytes, call: CallMessage) -> None:
+        spec: TaskSpec = pickle.loads(call.payload)
         if spec.task_id in self._cancelled:
             self._cancelled.discard(spec.task_id)
             self._discard(entry_id)
@@ -529,8 +537,7 @@ class ActorRuntime:
     def _error_arg_entries(spec: TaskSpec, error: RayError) -> list[Entry]:
         """What each return of a call fails with when one of its ObjectRef arguments failed
         (the error get() raised for the argument)."""
-        data = dumps(error)
-        return [Entry("e", len(data), "", data)] * len(spec.return_ids)
+        return results.error_entries(dumps(error), len(spec.return_ids))
 
     def _commit(self, entry_id: bytes, spec: TaskSpec, entries: list[Entry], failed: bool) -> None:
         count = len(spec.return_ids)

@@ -150,8 +150,7 @@ class TaskExecutor:
         client = self._client
         if client.children and client.redis.hget(keys.task(spec.task_id), "r") != b"0":
             client.cancel_children()
-        data = dumps(TaskCancelledError(spec.task_id))
-        return [Entry("e", len(data), "", data)] * spec.num_returns
+        return results.error_entries(dumps(TaskCancelledError(spec.task_id)), spec.num_returns)
 
     def _value(self, arg: Arg) -> Any:
         if arg[0] == "v":
@@ -202,7 +201,7 @@ class TaskExecutor:
                 ip=node_ip(),
             )
             data = dumps(task_error)
-        return [Entry("e", len(data), "", data)] * max(1, spec.num_returns)
+        return results.error_entries(data, max(1, spec.num_returns))
 
     @staticmethod
     def _should_retry(spec: TaskSpec, error: BaseException) -> bool:
@@ -215,10 +214,12 @@ class TaskExecutor:
         return isinstance(error, tuple(spec.retry_exceptions))
 
     def _retry(self, spec: TaskSpec, failure: Entry) -> None:
-        """Record this attempt's failure and queue the next attempt on this node."""
+        """Record this attempt's failure and queue the next attempt on this node (unless
+        the task was cancelled meanwhile: requeue_task, the one retry path)."""
         client = self._client
         pipe = client.redis.pipeline(transaction=False)
         results.record_failure(pipe, spec, failure, client.node_id, retrying=True)
         spec.attempt += 1
-        pipe.xadd(keys.node_queue(client.node_id or ""), {"s": pickle.dumps(spec, protocol=5)})
+        payload = pickle.dumps(spec, protocol=5)
+        client.commands.call("requeue_task", spec.task_id, client.node_id or "", payload, pipe=pipe)
         pipe.execute()

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from redray.control.raw import RawConnection
 from redray.control.scripts import Commands
 
 
@@ -42,7 +43,7 @@ class ResultWriter:
     def __init__(self, client: redis.Redis, commands: Commands) -> None:
         self._client = client
         self._commands = commands
-        self._connection = client.connection_pool.make_connection()
+        self._connection = RawConnection(client)
         self._in_flight: list[tuple[Any, ...]] = []
 
     def recorder(self) -> CommandRecorder:
@@ -52,8 +53,7 @@ class ResultWriter:
         """Write the recorded commands; their replies are read by finish()."""
         self.finish()
         self._commands.ensure_loaded()
-        connection = self._connection
-        connection.send_packed_command(connection.pack_commands(recorded.commands))
+        self._connection.send(recorded.commands)
         self._in_flight = recorded.commands
 
     def finish(self) -> None:
@@ -61,12 +61,7 @@ class ResultWriter:
         in_flight, self._in_flight = self._in_flight, []
         if not in_flight:
             return
-        replies = []
-        for _ in in_flight:
-            try:
-                replies.append(self._connection.read_response())
-            except redis.ResponseError as error:
-                replies.append(error)
+        replies = self._connection.read(len(in_flight))
         if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
             self._commands.reload()
             pipe = self._client.pipeline(transaction=False)
