@@ -7,10 +7,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
-
 from redray import generators, ids, runtime_context, session
 from redray import options as options_module
+from redray.objectstore.code_pickle import dumps_with_sources
 from redray.task_spec import TaskSpec
 from redray.util.placement_group import scheduling_strategy_for
 
@@ -25,7 +24,7 @@ class Export:
 
     def ensure(self) -> None:
         if self.pickled is None:
-            self.pickled = cloudpickle.dumps(self._target, protocol=5)
+            self.pickled = dumps_with_sources(self._target)
             self.function_id = hashlib.sha1(self.pickled).hexdigest()
 
 

