@@ -35,7 +35,7 @@ from redray.control.messages import (
 )
 from redray.control.raw import RawConnection
 from redray.control.scripts import Commands
-from redray.exceptions import WorkerCrashedError
+from redray.exceptions import ActorDiedError, WorkerCrashedError
 from redray.host import node_ip
 from redray.node.bundles import NodePlacementGroups
 from redray.node.owners import OwnerReaper
@@ -45,7 +45,18 @@ from redray.node.worker_pool import WorkerPool
 from redray.objectstore import transfer
 from redray.objectstore.serialization import dumps
 from redray.objectstore.shm_store import SharedMemoryStore, store_directory
-from redray.scheduler.local_scheduler import Action, Dispatch, LocalScheduler, QueuedTask
+from redray.scheduler.local_scheduler import Dispatch, QueuedTask, StartWorkers
+from redray.scheduler.node_core import (
+    Ack,
+    ActorExited,
+    ActorOfGroupDead,
+    FailTask,
+    GroupRemoved,
+    Kill,
+    NodeAction,
+    NodeCore,
+    RetryTask,
+)
 from redray.task_spec import TaskSpec
 
 HEARTBEAT_SECONDS = 0.5
@@ -56,8 +67,6 @@ _READ_BATCH = 256
 _ACK_BATCH = 128
 #: How often idle workers beyond the prestarted pool are told to exit.
 _RETIRE_IDLE_SECONDS = 10.0
-#: Cancelled task ids remembered so that a retry queued before the cancel is dropped.
-_CANCELLED_KEPT = 10_000
 
 
 @dataclass
@@ -84,7 +93,9 @@ class NodeDaemon:
         self.recovery = NodeRecovery(self.redis, self.commands, config.node_id)
         self.store = SharedMemoryStore(store_directory(config.node_id))
         self.owners = OwnerReaper(self.redis, self.commands, config.node_id, self.store)
-        self.scheduler = LocalScheduler(dict(config.resources))
+        #: Every decision of this node (scheduler/node_core.py); this class performs them.
+        self.core = NodeCore(dict(config.resources))
+        self.scheduler = self.core.scheduler
         self.selector = selectors.DefaultSelector()
         self.pool = WorkerPool(config.redis_kwargs, config.node_id, self._close_in_child)
         self._queue_key = keys.node_queue(config.node_id)
@@ -93,13 +104,7 @@ class NodeDaemon:
         self._stopping = False
         self._signal_r, self._signal_w = socket.socketpair()
         self._owner_fd: int | None = None
-        #: Actor workers: worker id -> (actor id, its creation task); actor id -> worker id.
-        self._actor_workers: dict[str, tuple[str, QueuedTask]] = {}
-        self._actor_of: dict[str, str] = {}
-        #: Kill requests for actors whose worker has not reported "actor_started" yet.
-        self._pending_kills: set[str] = set()
-        self._cancelled: set[str] = set()
-        #: Placement group bundles: reserve/release requests (redray/node/bundles.py).
+        #: The I/O of placement group bundles (redray/node/bundles.py).
         self.placement_groups = NodePlacementGroups(self)
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -289,52 +294,19 @@ class NodeDaemon:
                     self._to_ack.append(entry_id)
                     self._on_request(message)
                     continue
-                payload = message.payload
-                spec: TaskSpec = pickle.loads(payload)
-                if spec.task_id in self._cancelled:
-                    self._to_ack.append(entry_id)
-                    continue
-                if "pg" in spec.extra and not self.placement_groups.accept(spec, entry_id):
-                    continue
-                self._execute(self.scheduler.add_task(QueuedTask(spec, entry_id, payload)))
+                spec: TaskSpec = pickle.loads(message.payload)
+                self._execute(self.core.task_arrived(QueuedTask(spec, entry_id, message.payload)))
 
     def _on_request(self, message: NodeMessage) -> None:
         """A queue entry that is not a task: cancel, kill, placement group bundles."""
         if isinstance(message, CancelMessage):
-            self._cancel(message.task_id, message.force)
+            self._execute(self.core.cancel(message.task_id, message.force))
         elif isinstance(message, KillMessage):
-            self._kill_actor(message.actor_id)
-        elif isinstance(message, (ReserveMessage, ReleaseMessage)):
-            self._execute(self.placement_groups.on_request(message))
-
-    def _cancel(self, task_id: str, force: bool) -> None:
-        """Drop a queued task, or interrupt (force: kill) the worker running it.
-
-        The canceller has already committed TaskCancelledError; this only stops the work.
-        """
-        self.mark_cancelled(task_id)
-        queued = self.scheduler.remove_queued(task_id)
-        if queued is not None:
-            self._to_ack.append(queued.entry_id)
-            return
-        worker_id = self.scheduler.running_task_worker(task_id)
-        if worker_id is not None:
-            self.pool.kill(worker_id, signal.SIGKILL if force else signal.SIGINT)
-
-    def mark_cancelled(self, task_id: str) -> None:
-        """The task's results are committed as cancelled: its worker's death is no retry."""
-        self._cancelled.add(task_id)
-        if len(self._cancelled) > _CANCELLED_KEPT:
-            self._cancelled.pop()
-
-    def ack(self, entry_id: str) -> None:
-        """Acknowledge a queue entry (with the next batch): it needs no more handling."""
-        self._to_ack.append(entry_id)
-
-    def actor_of_worker(self, worker_id: str) -> str | None:
-        """The actor a worker hosts, if it does."""
-        entry = self._actor_workers.get(worker_id)
-        return entry[0] if entry else None
+            self._execute(self.core.kill_actor(message.actor_id))
+        elif isinstance(message, ReserveMessage):
+            self.placement_groups.reserve(message)
+        elif isinstance(message, ReleaseMessage):
+            self._execute(self.core.release_bundles(message.pg_id))
 
     def _flush_acks(self) -> None:
         if not self._to_ack:
@@ -347,7 +319,8 @@ class NodeDaemon:
 
     # ---- workers ---------------------------------------------------------------------
 
-    def _execute(self, actions: list[Action]) -> None:
+    def _execute(self, actions: list[NodeAction]) -> None:
+        """Perform what the node core decided."""
         for action in actions:
             if isinstance(action, Dispatch):
                 worker = self.pool.workers[action.worker_id]
@@ -355,12 +328,24 @@ class NodeDaemon:
                     worker.channel.send(("task", action.task.payload, action.gpu_ids))
                 except OSError:
                     pass  # its death is handled when the channel reports EOF
-            else:
+            elif isinstance(action, Ack):
+                self._to_ack.append(action.entry_id)
+            elif isinstance(action, StartWorkers):
                 for _ in range(action.count):
                     worker = self.pool.start()
                     self.selector.register(
                         worker.channel.sock, selectors.EVENT_READ, worker.worker_id
                     )
+            elif isinstance(action, Kill):
+                self.pool.kill(action.worker_id, signal.SIGKILL if action.force else signal.SIGINT)
+            elif isinstance(action, (RetryTask, FailTask)):
+                self._task_lost_worker(action.task, action.how, isinstance(action, RetryTask))
+            elif isinstance(action, ActorExited):
+                self._on_actor_exit(action.actor_id, action.task, action.how)
+            elif isinstance(action, GroupRemoved):
+                self.placement_groups.fail(action.task.spec)
+            elif isinstance(action, ActorOfGroupDead):
+                self.placement_groups.actor_dead(action.actor_id)
 
     def _on_worker_readable(self, worker_id: str) -> None:
         worker = self.pool.workers[worker_id]
@@ -372,40 +357,29 @@ class NodeDaemon:
         for message in messages:
             kind = message[0]
             if kind == "ready":
-                self._execute(self.scheduler.worker_ready(worker_id, new=True))
+                self._execute(self.core.worker_ready(worker_id))
             elif kind == "done":
-                self._on_task_done(worker_id, retire=message[2])
+                self._execute(self.core.task_done(worker_id, retire=message[2]))
             elif kind == "blocked":
-                self._execute(self.scheduler.worker_blocked(worker_id))
+                self._execute(self.core.worker_blocked(worker_id))
             elif kind == "unblocked":
-                self._execute(self.scheduler.worker_unblocked(worker_id))
+                self._execute(self.core.worker_unblocked(worker_id))
             elif kind == "actor_started":
-                self._on_actor_started(worker_id, message[1], message[2])
-
-    def _on_task_done(self, worker_id: str, retire: bool) -> None:
-        task = self.scheduler.task_of(worker_id)
-        if task is not None:
-            self._to_ack.append(task.entry_id)
-        if retire:
-            _, actions = self.scheduler.worker_gone(worker_id)
-            self._execute(actions)
-        else:
-            self._execute(self.scheduler.worker_ready(worker_id, new=False))
+                keep_warm = self.config.prestart_workers
+                self._execute(self.core.actor_started(worker_id, message[1], message[2], keep_warm))
 
     def _on_worker_exit(self, worker_id: str) -> None:
-        if worker_id in self._actor_workers:
-            self._on_actor_exit(worker_id)
-            return
-        self.selector.unregister(self.pool.workers[worker_id].channel.sock)
+        worker = self.pool.workers[worker_id]
+        self.selector.unregister(worker.channel.sock)
+        actor_id = self.core.actor_of_worker(worker_id)
+        if actor_id is not None:  # its callers' marker goes with this incarnation
+            started_marker(self.store.directory, actor_id, worker.pid).unlink(missing_ok=True)
         how = self.pool.reap(worker_id)
         self.owners.release_dead()
-        task, actions = self.scheduler.worker_gone(worker_id)
-        if task is not None:
-            self._task_lost_worker(task, how)
-        self._execute(actions)
+        self._execute(self.core.worker_died(worker_id, how))
 
-    def _task_lost_worker(self, task: QueuedTask, how: str) -> None:
-        """Retry a task whose worker died, or fail it when its retries are used up."""
+    def _task_lost_worker(self, task: QueuedTask, how: str, retry: bool) -> None:
+        """Retry a task whose worker died (`retry`), or fail it."""
         spec = task.spec
         error = WorkerCrashedError(
             f"The worker running task {spec.name} (task {spec.task_id}, attempt "
@@ -414,9 +388,6 @@ class NodeDaemon:
         data = dumps(error)
         failure = results.error_entries(data, 1)[0]
         pipe = self.redis.pipeline(transaction=False)
-        retry = spec.task_id not in self._cancelled and (
-            spec.max_retries == -1 or spec.attempt < spec.max_retries
-        )
         results.record_failure(pipe, spec, failure, self.node_id, retrying=retry, cause=how)
         if retry:
             spec.attempt += 1
@@ -427,44 +398,12 @@ class NodeDaemon:
                 self.commands, pipe, spec.task_id, spec.owner, spec.return_ids, data
             )
         pipe.execute()
-        self._to_ack.append(task.entry_id)
 
     # ---- actors ----------------------------------------------------------------------
 
-    def _on_actor_started(self, worker_id: str, actor_id: str, held: dict[str, float]) -> None:
-        """A worker became an actor: it keeps `held` and leaves the task pool for good."""
-        task = self.scheduler.task_of(worker_id)
-        if task is None:
-            return
-        self._to_ack.append(task.entry_id)
-        self._actor_workers[worker_id] = (actor_id, task)
-        self._actor_of[actor_id] = worker_id
-        self._execute(self.scheduler.actor_started(worker_id, held))
-        self._execute(self.scheduler.keep_warm(self.config.prestart_workers))
-        if actor_id in self._pending_kills:
-            self._pending_kills.discard(actor_id)
-            self.pool.kill(worker_id)
-
-    def _kill_actor(self, actor_id: str) -> None:
-        worker_id = self._actor_of.get(actor_id)
-        if worker_id is None:
-            self._pending_kills.add(actor_id)
-        else:
-            self.pool.kill(worker_id)
-
-    def _on_actor_exit(self, worker_id: str) -> None:
-        """An actor's worker died: restart the actor if it may, else mark it dead."""
-        from redray.exceptions import ActorDiedError
-
-        self.selector.unregister(self.pool.workers[worker_id].channel.sock)
-        pid = self.pool.workers[worker_id].pid
-        how = self.pool.reap(worker_id)
-        self.owners.release_dead()
-        actor_id, task = self._actor_workers.pop(worker_id)
-        started_marker(self.store.directory, actor_id, pid).unlink(missing_ok=True)
-        if self._actor_of.get(actor_id) == worker_id:
-            del self._actor_of[actor_id]
-        actions = self.scheduler.actor_exited(worker_id)
+    def _on_actor_exit(self, actor_id: str, task: QueuedTask, how: str) -> None:
+        """An actor's worker died: restart the actor if it may (Lua actor_restart decides
+        with its restart count), else mark it dead."""
         spec = task.spec
         class_name = spec.extra.get("class_name", "Actor")
         status = self.commands.call(
@@ -481,7 +420,6 @@ class NodeDaemon:
                 actor_id=actor_id,
             )
             self.commands.call("actor_dead", actor_id, dumps(error), "0")
-        self._execute(actions)
 
 
 def _as_dict(fields: Any) -> dict[bytes, bytes]:
