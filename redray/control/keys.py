@@ -40,10 +40,11 @@ Keys
 | {p}owned:{client_id}         | set    | ids of the committed objects a client process owns    |
 | {p}dead_owners               | set    | client ids whose objects were released at death       |
 | {p}actor:{id}                | hash   | state (pending|alive|restarting|dead), handles, node, |
-|                              |        | pid, worker, restarts, last_cause, death (pickled     |
-|                              |        | error), meta, name_key, detached, refcounted,         |
-|                              |        | terminating, direct (JSON socket of in-order actors), |
-|                              |        | creation (pickled creation TaskSpec), max_task_retries|
+|                              |        | pid, worker, restarts, max_restarts, last_cause,      |
+|                              |        | death (pickled error), class, meta, owner, job,       |
+|                              |        | name_key, detached, refcounted, terminating, direct   |
+|                              |        | (JSON socket of in-order actors), creation (pickled   |
+|                              |        | creation TaskSpec)                                    |
 | {p}actor:{id}:mailbox        | stream | MAILBOX MESSAGES (below); consumer group "actor"      |
 | {p}actor:{id}:tokens         | set    | handles pickled but not yet unpickled (actor.py)      |
 | {p}named_actors              | hash   | "<namespace>\\x00<name>" -> actor id                  |
