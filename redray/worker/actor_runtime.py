@@ -14,13 +14,14 @@ actor's mailbox stream itself, through the "actor" consumer group:
   its entry;
 * a restarted actor first claims the entries its dead predecessor had taken: re-run if
   max_task_retries allows, else failed with ActorDiedError.
+
+Running one call (arguments, the method, its results) is worker/actor_calls.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import inspect
 import json
 import logging
 import os
@@ -44,9 +45,10 @@ from redray.control.messages import (
     decode_mailbox_message,
 )
 from redray.control.raw import RawConnection, stream_entries
-from redray.exceptions import ActorDiedError, RayError
+from redray.exceptions import ActorDiedError
 from redray.objectstore.serialization import dumps, serialize
-from redray.task_spec import Arg, TaskSpec
+from redray.task_spec import TaskSpec
+from redray.worker.actor_calls import ActorCalls
 from redray.worker.direct_server import DirectCallServer
 from redray.worker.executor import TaskExecutor
 from redray.worker.result_writer import CommandRecorder
@@ -134,6 +136,9 @@ def _direct_server(client: CoreClient, spec: TaskSpec) -> tuple[DirectCallServer
 
 
 class ActorRuntime:
+    """The mailbox protocol of one actor: which calls to take and when, in what order,
+    committing, cancelling, terminating and recovering; ActorCalls runs each call."""
+
     def __init__(
         self,
         client: CoreClient,
@@ -144,10 +149,9 @@ class ActorRuntime:
         server: DirectCallServer | None = None,
     ) -> None:
         self.client = client
-        self.executor = executor
-        self.instance = instance
         self.actor_id: str = spec.extra["actor_id"]
         self.class_name: str = spec.extra.get("class_name", "Actor")
+        self.calls = ActorCalls(client, executor, instance, self.actor_id, self.class_name)
         self.max_task_retries: int = spec.extra.get("max_task_retries", 0)
         self.is_asyncio: bool = spec.extra.get("is_asyncio", False)
         self.max_concurrency: int = spec.extra.get("max_concurrency") or 1
@@ -393,36 +397,7 @@ class ActorRuntime:
         self.client.commands.call("actor_dead", self.actor_id, dumps(error), "0", pipe=pipe)
         pipe.execute()
 
-    # ---- one call -----------------------------------------------------------------------
-
-    def _prepare(self, spec: TaskSpec) -> tuple[Any, list[Any], dict[str, Any]]:
-        name = spec.extra["method"]
-        if name == "__ray_ready__":
-            return (lambda: True), [], {}
-        if name == "__ray_terminate__":
-            return self._exit_now, [], {}
-        method = getattr(self.instance, name)
-        args = [self._value(arg) for arg in spec.args]
-        kwargs = {key: self._value(arg) for key, arg in spec.kwargs.items()}
-        return method, args, kwargs
-
-    def _exit_now(self) -> None:
-        error = ActorDiedError(
-            f"The actor {self.actor_id} ({self.class_name}) exited (__ray_terminate__).",
-            actor_id=self.actor_id,
-        )
-        self.client.commands.call("actor_dead", self.actor_id, dumps(error), "0")
-        os._exit(0)
-
-    def _value(self, arg: Arg) -> Any:
-        if arg[0] == "r":
-            return self.client.get([arg[1]], None)[0]
-        return self.executor._value(arg)
-
-    def _enter(self, spec: TaskSpec) -> None:
-        current = runtime_context.current
-        current.task_id = spec.task_id
-        current.task_name = spec.name
+    # ---- one call (executed by ActorCalls) ----------------------------------------------
 
     def _run(
         self, entry_id: bytes, call: CallMessage, defer: bool = False
@@ -435,7 +410,7 @@ class ActorRuntime:
                 return self._discard_commands(entry_id)
             self._discard(entry_id)
             return []
-        entries, failed = self._call_outputs(spec)
+        entries, failed = self.calls.outputs_of(spec)
         if defer:
             return self._commit_commands(entry_id, spec, entries, failed)
         self._commit(entry_id, spec, entries, failed)
@@ -451,29 +426,13 @@ class ActorRuntime:
             with self._cond:
                 self._inflight += 1
             try:
-                entries, failed = self._call_outputs(spec)
+                entries, failed = self.calls.outputs_of(spec)
             finally:
                 self._finished(None)
         committed = [(o, tuple(e)) for o, e in zip(spec.return_ids, entries)]
         return ("done", spec.task_id, committed), lambda: self._commit_commands(
             None, spec, entries, failed
         )
-
-    def _call_outputs(self, spec: TaskSpec) -> tuple[list[Entry], bool]:
-        """Run one call on this thread: its result entries, and whether it failed."""
-        self._enter(spec)
-        try:
-            try:
-                method, args, kwargs = self._prepare(spec)
-            except RayError as error:  # a failed ObjectRef argument fails the call with it
-                return self._error_arg_entries(spec, error), True
-            result = method(*args, **kwargs)
-            if inspect.iscoroutine(result):  # an async method on a thread: run it here
-                result = asyncio.run(result)
-            entries, error = self._outputs(spec, result)
-            return entries, error is not None
-        except Exception as raised:
-            return self.executor._error_entries(spec, raised), True
 
     def _commit_commands(
         self, entry_id: bytes | None, spec: TaskSpec, entries: list[Entry], failed: bool
@@ -500,44 +459,17 @@ class ActorRuntime:
             self._cancelled.discard(spec.task_id)
             self._discard(entry_id)
             return
-        self._enter(spec)
         current = asyncio.current_task()
         assert current is not None
         self._coroutines[spec.task_id] = current
         try:
-            try:
-                method, args, kwargs = self._prepare(spec)
-            except RayError as error:
-                entries = self._error_arg_entries(spec, error)
-                self._commit(entry_id, spec, entries, failed=True)
-                return
-            result = method(*args, **kwargs)
-            if inspect.isawaitable(result):
-                result = await result
-            entries, error = self._outputs(spec, result)
+            entries, failed = await self.calls.outputs_of_async(spec)
         except asyncio.CancelledError:  # cancel(): its canceller committed the error
             self._discard(entry_id)
             return
-        except Exception as raised:
-            entries, error = self.executor._error_entries(spec, raised), raised
         finally:
             self._coroutines.pop(spec.task_id, None)
-        self._commit(entry_id, spec, entries, failed=error is not None)
-
-    def _outputs(self, spec: TaskSpec, result: Any) -> tuple[list[Entry], BaseException | None]:
-        """Store a call's return values; a generator method streams its items first."""
-        mode = spec.extra.get("generator")
-        if mode == "streaming":
-            return self.executor._stream(spec, result)
-        if mode == "dynamic":
-            result = self.executor._dynamic(spec, result)
-        return self.executor._store_returns(spec, result), None
-
-    @staticmethod
-    def _error_arg_entries(spec: TaskSpec, error: RayError) -> list[Entry]:
-        """What each return of a call fails with when one of its ObjectRef arguments failed
-        (the error get() raised for the argument)."""
-        return results.error_entries(dumps(error), len(spec.return_ids))
+        self._commit(entry_id, spec, entries, failed)
 
     def _commit(self, entry_id: bytes, spec: TaskSpec, entries: list[Entry], failed: bool) -> None:
         count = len(spec.return_ids)
