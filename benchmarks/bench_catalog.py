@@ -172,6 +172,19 @@ CATALOG: tuple[Bench, ...] = (
         doc="put 100 MB on the head, get a task on a second node (same machine) reading it",
     ),
     Bench(
+        "two_node_burst",
+        "tasks",
+        "bench_spread",
+        "two_node_burst",
+        (
+            M("two_node_burst.default", "16 x 0.5 s tasks, 2 nodes, DEFAULT", "s", False),
+            M("two_node_burst.spread", "16 x 0.5 s tasks, 2 nodes, SPREAD", "s", False),
+        ),
+        timeout_s=180,
+        doc="a burst of sleeping tasks with a second 2-CPU node started for the run "
+        "(one node: 4 s, both: 2 s)",
+    ),
+    Bench(
         "memcpy",
         "objects",
         "bench_objects",

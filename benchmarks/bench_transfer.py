@@ -41,7 +41,7 @@ SETTLE_S = 0.2
 # --------------------------------------------------------------------------- the second node
 
 
-def _second_node_command(backend: str, address: str, tmp: Path) -> list[str]:
+def _second_node_command(backend: str, address: str, tmp: Path, num_cpus: int) -> list[str]:
     """The command that starts the second node in the foreground; ``tmp`` is ours to use.
 
     Both frameworks record the cluster they joined in a machine-wide file (Ray:
@@ -56,7 +56,7 @@ def _second_node_command(backend: str, address: str, tmp: Path) -> list[str]:
             "ray.scripts.scripts",
             "start",
             f"--address={address}",
-            "--num-cpus=1",
+            f"--num-cpus={num_cpus}",
             f"--resources={resources}",
             f"--object-store-memory={SECOND_NODE_STORE_BYTES}",
             f"--temp-dir={tmp / 'ray'}",
@@ -71,7 +71,7 @@ def _second_node_command(backend: str, address: str, tmp: Path) -> list[str]:
             "--address",
             address,
             "--num-cpus",
-            "1",
+            str(num_cpus),
             "--resources",
             resources,
             "--object-store-memory",
@@ -146,14 +146,14 @@ def _stop(proc: subprocess.Popen) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def second_node(ctx: h.Ctx) -> Iterator[dict[str, Any]]:
+def second_node(ctx: h.Ctx, num_cpus: int = 1) -> Iterator[dict[str, Any]]:
     """Start a second node joined to the running cluster; yields facts about it (its
     ``node_id``, start time) and fills in how it stopped afterwards."""
     rt = ctx.rt
     address = rt.get_runtime_context().gcs_address
     known = {node["NodeID"] for node in rt.nodes()}
     tmp = Path(tempfile.mkdtemp(prefix="bench-node2-"))  # short: Ray puts sockets below it
-    command = _second_node_command(ctx.backend, address, tmp)
+    command = _second_node_command(ctx.backend, address, tmp, num_cpus)
     log_path = tmp / "node.log"
     env = dict(os.environ)
     env["REDRAY_STATE_DIR"] = str(tmp / "state")  # see _second_node_command

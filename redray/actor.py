@@ -34,6 +34,7 @@ from redray.exceptions import ActorAlreadyExistsError, ActorDiedError
 from redray.object_ref import ObjectRef
 from redray.objectstore.serialization import dumps
 from redray.remote_function import Export
+from redray.runtime_env import packages
 from redray.task_spec import TaskSpec
 from redray.util.placement_group import scheduling_strategy_for
 
@@ -210,7 +211,9 @@ class ActorClass:
             job_id=client.job_id,
             namespace=runtime_context.current_namespace(client),
             max_retries=0,
-            runtime_env=resolved.get("runtime_env") or runtime_context.current.runtime_env,
+            runtime_env=packages.for_task(
+                client.redis, resolved.get("runtime_env"), runtime_context.current.runtime_env
+            ),
             extra={
                 "actor": True,
                 "actor_id": actor_id,

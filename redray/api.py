@@ -19,6 +19,8 @@ from redray.cluster import EmbeddedCluster, resolve_address, start_embedded_clus
 from redray.control import keys
 from redray.generators import ObjectRefGenerator
 from redray.object_ref import ObjectRef
+from redray.runtime_env import packages
+from redray.runtime_env import spec as runtime_env_spec
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ _IGNORED_INIT_KWARGS = {
     "_plasma_directory", "_node_ip_address", "_enable_object_reconstruction",
     "enable_resource_isolation", "logging_config", "_metrics_export_port", "storage",
     "job_config", "_tracing_startup_hook", "_skip_env_hook", "node_ip_address",
-    "logging_level", "runtime_env", "object_spilling_directory", "_node_name",
+    "logging_level", "object_spilling_directory", "_node_name",
     "_driver_object_store_memory", "num_workers", "redirect_output", "object_id_seed",
     "driver_mode", "num_redis_shards", "plasma_directory", "huge_pages",
 }  # fmt: skip
@@ -73,9 +75,14 @@ def init(
     namespace: str | None = None,
     redis_address: str | None = None,
     _redis_password: str | None = None,
+    runtime_env: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> RayContext:
-    """Start an embedded cluster (no address) or join a running one (address=)."""
+    """Start an embedded cluster (no address) or join a running one (address=).
+
+    `runtime_env` is the job's default for its tasks and actors (theirs override it field by
+    field); its working_dir and py_modules are packed here, before anything starts.
+    """
     global _cluster
     unknown = set(kwargs) - _IGNORED_INIT_KWARGS
     if unknown:
@@ -91,6 +98,8 @@ def init(
                 "prior to 'redray.init()'."
             )
         _check_resources(num_cpus, num_gpus, resources, object_store_memory)
+        runtime_env_spec.check("runtime_env", runtime_env)
+        job_env, uploads = packages.prepare(runtime_env) if runtime_env else (None, {})
         target = resolve_address(address or redis_address)
         password = _redis_password or os.environ.get("REDRAY_REDIS_PASSWORD")
         cluster = None
@@ -125,8 +134,11 @@ def init(
             kind="driver",
         )
         client.nodes.refresh()
+        for name, data in uploads.items():
+            packages.upload(client.redis, name, data)
         _cluster = cluster
         session.set_client(client, shown_address)
+        runtime_context.current.runtime_env = job_env
         runtime_context.current.job_id = client.job_id
         runtime_context.current.node_id = node_id or ""
         runtime_context.current.namespace = client.namespace or client.job_id
@@ -201,6 +213,7 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         if cluster is not None:
             cluster.stop()
         runtime_context.current.job_id = ""
+        runtime_context.current.runtime_env = None
 
 
 atexit.register(shutdown)

@@ -336,9 +336,13 @@ def _start_worker_node(args: argparse.Namespace) -> int:
 def _head_node(redis_kwargs: dict[str, Any]) -> str | None:
     client = redis.Redis(**redis_kwargs)
     try:
-        head = client.hget(keys.CLUSTER, "head_node")
+        return _head_node_of(client)
     finally:
         client.close()
+
+
+def _head_node_of(client: redis.Redis) -> str | None:
+    head = client.hget(keys.CLUSTER, "head_node")
     return head.decode() if head else None
 
 
@@ -529,6 +533,26 @@ def cmd_errors(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health_check(args: argparse.Namespace) -> int:
+    """Exit 0 when this machine's nodes run and heartbeat in the cluster's Redis (a
+    container's healthcheck); 1, saying why, otherwise."""
+    address, client = _cluster_client(args)
+    try:
+        head_node = _head_node_of(client)
+    except redis.RedisError as error:
+        raise CliError(f"the cluster's Redis at {address} does not answer: {error}") from None
+    state = recorded_cluster()
+    if state is None or state.get("head_node") != head_node or not state["nodes"]:
+        raise CliError(f"no node of the cluster at {address} was started on this machine")
+    for node in state["nodes"]:
+        if _running(node) is None:
+            raise CliError(f"node {node['node_id']}: its daemon (pid {node['pid']}) is not running")
+        if not client.exists(keys.node_alive(node["node_id"])):
+            raise CliError(f"node {node['node_id']}: no current heartbeat in {address}")
+    print(f"healthy: {len(state['nodes'])} node(s) of this machine in the cluster at {address}")
+    return 0
+
+
 # ---- the command line ----------------------------------------------------------------
 
 
@@ -565,6 +589,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, handler, text in (
         ("status", cmd_status, "show the nodes and resources of a cluster"),
         ("errors", cmd_errors, "show failed tasks, newest first"),
+        ("health-check", cmd_health_check, "exit 0 if this machine's nodes are healthy"),
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("--address", help="HOST:PORT (default: this machine's cluster)")

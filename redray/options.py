@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from redray.runtime_env import spec as runtime_env_spec
 from redray.util.scheduling_strategies import (
     STRING_STRATEGIES,
     NodeAffinitySchedulingStrategy,
@@ -75,20 +76,6 @@ class _Option:
 
 # ---------------------------------------------------------------------------------------------
 # Value checks
-
-
-def _check_runtime_env(name: str, value: Any) -> None:
-    """Only `env_vars` takes effect (set in the worker while the task runs, or for the
-    actor's life); it must map str to str, as Ray requires."""
-    env_vars = (value or {}).get("env_vars")
-    if env_vars is None:
-        return
-    if not isinstance(env_vars, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()
-    ):
-        raise TypeError(
-            f"The option {name!r}: 'env_vars' must be a dict of str to str; got {env_vars!r}."
-        )
 
 
 def _check_count(infinite: bool) -> Callable[[str, Any], None]:
@@ -319,7 +306,7 @@ _COMMON_OPTIONS: dict[str, _Option] = {
     "placement_group_bundle_index": _Option((int,), _check_bundle_index, -1),
     "placement_group_capture_child_tasks": _Option((bool, _NoneType)),
     "resources": _Option((dict, _NoneType), _check_resources),
-    "runtime_env": _Option((dict, _NoneType), _check_runtime_env),
+    "runtime_env": _Option((dict, _NoneType), runtime_env_spec.check),
     "scheduling_strategy": _Option(
         (
             _NoneType,

@@ -10,6 +10,7 @@ from typing import Any
 from redray import generators, ids, runtime_context, session
 from redray import options as options_module
 from redray.objectstore.code_pickle import dumps_with_sources
+from redray.runtime_env import packages
 from redray.task_spec import TaskSpec
 from redray.util.placement_group import scheduling_strategy_for
 
@@ -106,7 +107,9 @@ class RemoteFunction:
             max_retries=opts["max_retries"],
             retry_exceptions=_retry_exceptions(opts["retry_exceptions"]),
             max_calls=opts["max_calls"] or 0,
-            runtime_env=opts.get("runtime_env") or runtime_context.current.runtime_env,
+            runtime_env=packages.for_task(
+                client.redis, opts.get("runtime_env"), runtime_context.current.runtime_env
+            ),
             extra={"generator": num_returns} if isinstance(num_returns, str) else {},
         )
         strategy = scheduling_strategy_for(spec, opts, self._name)

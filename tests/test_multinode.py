@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -87,6 +88,27 @@ def test_spread_uses_both_nodes(two_nodes: TwoNodes) -> None:
     spread = where_after.options(scheduling_strategy="SPREAD")
     used = redray.get([spread.remote(0.2) for _ in range(6)])
     assert set(used) == {two_nodes.head, two_nodes.second}
+
+
+@redray.remote
+def meet(directory: str, me: str, other: str) -> str:
+    """Arrive, then wait (bounded) until the other task has arrived too: only two tasks
+    running at the same time can both return."""
+    Path(directory, me).touch()
+    deadline = time.monotonic() + 60
+    while not Path(directory, other).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{other} never ran while {me} was running")
+        time.sleep(0.01)
+    return redray.get_runtime_context().get_node_id()
+
+
+@pytest.mark.timeout(300)
+def test_default_spreads_a_burst_that_one_node_cannot_hold(two_nodes: TwoNodes, tmp_path) -> None:
+    # Two 1-CPU nodes: a second task submitted while the first runs goes to the other node
+    # (DEFAULT counts what this driver placed), so the two can meet.
+    refs = [meet.remote(str(tmp_path), "a", "b"), meet.remote(str(tmp_path), "b", "a")]
+    assert set(redray.get(refs, timeout=120)) == {two_nodes.head, two_nodes.second}
 
 
 @pytest.mark.timeout(300)

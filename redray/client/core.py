@@ -94,7 +94,8 @@ class CoreClient:
         self._waiting_on: dict[str, list[_WaitingSubmission]] = {}
         self._infeasible: list[tuple[TaskSpec, Any]] = []
         #: Owned tasks sent to a node and not finished: task id -> (node id, return ids).
-        self._in_flight: dict[str, tuple[str, list[str]]] = {}
+        #: Tasks queued on a node and not finished: task id -> (node, return ids, demand).
+        self._in_flight: dict[str, tuple[str, list[str], dict[str, float]]] = {}
         #: Owned actor calls not finished: task id -> (actor id, return ids), for cancel().
         self._actor_calls: dict[str, tuple[str, list[str]]] = {}
         #: Tasks submitted by the task this worker is running (for recursive cancel).
@@ -355,7 +356,9 @@ class CoreClient:
         """A result or a watched object became ready (called by the reader and by _watch)."""
         with self.objects.lock:
             self._owned_pending.discard(object_id)
-            self._in_flight.pop(ids.task_id_of(object_id), None)
+            in_flight = self._in_flight.pop(ids.task_id_of(object_id), None)
+            if in_flight is not None:
+                self.placement.finished(in_flight[0], in_flight[2])
             self._actor_calls.pop(ids.task_id_of(object_id), None)
             dependents = self._waiting_on.pop(object_id, [])
             self.objects.commit(object_id, entry)
@@ -472,7 +475,8 @@ class CoreClient:
 
     def enqueue(self, node_id: str, spec: TaskSpec) -> None:
         payload = pickle.dumps(spec, protocol=5)
-        self._in_flight[spec.task_id] = (node_id, spec.return_ids)
+        self._in_flight[spec.task_id] = (node_id, spec.return_ids, spec.demand)
+        self.placement.placed(node_id, spec.demand)
         self.batcher.add(*xadd(keys.node_queue(node_id), TaskMessage(payload)))
         self.ensure_reader()
 
@@ -545,7 +549,7 @@ class CoreClient:
             self.commit_results(held, entries, record_failure=False, final_state="cancelled")
             return
         self.batcher.flush()
-        node_id, return_ids = self._in_flight.get(task_id, (None, [object_id]))
+        node_id, return_ids, _ = self._in_flight.get(task_id, (None, [object_id], {}))
         if not self.commit_error(task_id, return_ids, error, final_state="cancelled"):
             return  # already finished: cancelling does nothing
         request = CancelMessage(task_id, force)

@@ -27,11 +27,12 @@ def read_nodes(client: redis.Redis, include_dead: bool = False) -> list[tuple[No
         if heartbeat is None and not include_dead:
             continue
         record = json.loads(records[node_id.encode()])
-        available = json.loads(heartbeat)["available"] if heartbeat else {}
+        beat = json.loads(heartbeat) if heartbeat else {}
         state = NodeState(
             node_id=node_id,
             total=record["resources"],
-            available=available,
+            available=beat.get("available", {}),
+            queued=beat.get("queued", 0),
             hostname=record.get("hostname", ""),
             address=record.get("address", ""),
             is_head=record.get("is_head", False),

@@ -22,6 +22,8 @@ Keys
 | {p}node_events               | stream | {event: joined|left, node[, cause]} and               |
 |                              |        | {event: owner_died, client}: read by every client     |
 | {p}fn:{function_id}          | string | pickled function or class, exported once (SET NX)     |
+| {p}pkg:{name}                | string | a runtime_env package (zip of a working_dir or of a   |
+|                              |        | py_modules entry), by content hash, uploaded once     |
 | {p}obj:{object_id}           | hash   | object directory entry: k kind (v inline value |      |
 |                              |        | s shared memory | e error | x owner died), s size,    |
 |                              |        | n node of the primary copy, d data (inline value or   |
@@ -124,6 +126,11 @@ def node_recovering(node_id: str) -> str:
 
 def function(function_id: str) -> str:
     return f"{PREFIX}fn:{function_id}"
+
+
+def package(name: str) -> str:
+    """A runtime_env package, `name` as in its URI `redray://<name>`."""
+    return f"{PREFIX}pkg:{name}"
 
 
 def obj(object_id: str) -> str:

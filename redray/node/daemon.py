@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import selectors
+import shutil
 import signal
 import socket
 import sys
@@ -45,6 +46,7 @@ from redray.node.worker_pool import WorkerPool
 from redray.objectstore import transfer
 from redray.objectstore.serialization import dumps
 from redray.objectstore.shm_store import SharedMemoryStore, store_directory
+from redray.runtime_env import packages
 from redray.scheduler.local_scheduler import Dispatch, QueuedTask, StartWorkers
 from redray.scheduler.node_core import (
     Ack,
@@ -202,6 +204,7 @@ class NodeDaemon:
     def _shutdown(self) -> None:
         self.pool.stop_all()
         self._stop_object_store()
+        shutil.rmtree(packages.cache_directory(self.node_id), ignore_errors=True)
         # A node declared dead leaves its record and queue to the daemon recovering them.
         if not self.recovery.declared_dead:
             try:

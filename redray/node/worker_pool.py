@@ -1,8 +1,8 @@
 """Starting, tracking and stopping one node's worker processes.
 
 Workers are forked from the node daemon, which has already imported redray (the worker's
-modules included, the actor runtime too), redis and cloudpickle and runs no threads, so a
-worker is ready in milliseconds, not the ~100 ms of a fresh interpreter.
+modules included, the actor runtime too), redis, cloudpickle and numpy and runs no
+threads, so a worker is ready in milliseconds, not the ~100 ms of a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy  # noqa: F401  (most tasks' values are arrays: imported once, not per worker)
 
 import redray.worker.actor_runtime  # noqa: F401  (imported once here, not by each new actor)
 from redray import ids

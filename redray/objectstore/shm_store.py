@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import psutil
 
 from redray.objectstore.read_cache import CACHE_MIN_BYTES, ReadCache
@@ -86,6 +85,8 @@ def _pinned_view(mapping: mmap.mmap, pin_fd: int) -> memoryview:
     """A read-only view of a cached mapping that holds `pin_fd` (and its shared flock) for
     as long as the view, or anything made from it, lives: the view's exporter is an array
     of its own, whose end closes the descriptor."""
+    import numpy as np  # not at `import redray`: a driver may never map a large object
+
     exporter = np.frombuffer(mapping, dtype=np.uint8)
     exporter.flags.writeable = False
     weakref.finalize(exporter, os.close, pin_fd)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from redray.runtime_env.spec import code_key
 from redray.scheduler.bundles import pg_of
 from redray.scheduler.resources import add, fits, shape_key, subtract
 from redray.task_spec import TaskSpec
@@ -94,6 +95,9 @@ class LocalScheduler:
         self.gpus = GpuAllocator(int(self.total.get("GPU", 0)))
         self._queues: dict[tuple, deque[QueuedTask]] = {}
         self._idle: deque[str] = deque()
+        #: The code environment (runtime_env code_key) each worker serves, once it has
+        #: taken a task: a worker runs tasks of one code environment only.
+        self._code_of: dict[str, str] = {}
         self._running: dict[str, _Running] = {}
         self._starting = 0
         #: Workers that reported ready: one that dies before that was still "starting".
@@ -126,6 +130,7 @@ class LocalScheduler:
             self._starting = max(0, self._starting - 1)
         if worker_id in self._idle:
             self._idle.remove(worker_id)
+        self._code_of.pop(worker_id, None)
         running = self._running.get(worker_id)
         self._release(worker_id)
         return (running.task if running else None), self._schedule()
@@ -149,6 +154,7 @@ class LocalScheduler:
         surplus = []
         while len(self._idle) > keep:
             surplus.append(self._idle.popleft())
+            self._code_of.pop(surplus[-1], None)
         return surplus
 
     def task_of(self, worker_id: str) -> QueuedTask | None:
@@ -231,7 +237,8 @@ class LocalScheduler:
         add(self._pool(running.bundle), held)
         self.gpus.release(running.gpu_ids, running.held.get("GPU", 0.0))
 
-    def _runnable_shape(self, available: dict[str, float]) -> tuple | None:
+    def _runnable(self, available: dict[str, float]) -> tuple[tuple, str] | None:
+        """A queue whose first task fits now, and an idle worker for its code environment."""
         for shape, queue in self._queues.items():
             demand = queue[0].spec.demand
             pool = available
@@ -240,21 +247,37 @@ class LocalScheduler:
                 if bundle is None:
                     continue
                 pool = self._bundles[bundle]
-            if fits(demand, pool) and self.gpus.can_allocate(demand.get("GPU", 0.0)):
-                return shape
+            if not fits(demand, pool) or not self.gpus.can_allocate(demand.get("GPU", 0.0)):
+                continue
+            worker_id = self._idle_worker_for(code_key(queue[0].spec.runtime_env))
+            if worker_id is not None:
+                return shape, worker_id
         return None
+
+    def _idle_worker_for(self, code: str) -> str | None:
+        """An idle worker already serving this code environment, else one serving none."""
+        fresh = None
+        for worker_id in self._idle:
+            served = self._code_of.get(worker_id)
+            if served == code:
+                return worker_id
+            if served is None and fresh is None:
+                fresh = worker_id
+        return fresh
 
     def _schedule(self) -> list[Action]:
         actions: list[Action] = []
         while self._idle:
-            shape = self._runnable_shape(self.available)
-            if shape is None:
-                return actions
+            runnable = self._runnable(self.available)
+            if runnable is None:
+                break
+            shape, worker_id = runnable
             queue = self._queues[shape]
             task = queue.popleft()
             if not queue:
                 del self._queues[shape]
-            worker_id = self._idle.popleft()
+            self._idle.remove(worker_id)
+            self._code_of[worker_id] = code_key(task.spec.runtime_env)
             demand = task.spec.demand
             bundle = self._bundle_for(task.spec) if pg_of(task.spec) is not None else None
             subtract(self._pool(bundle), demand)
@@ -327,9 +350,14 @@ class LocalScheduler:
         return (pg_id, index) in self._bundles
 
     def _queue_key(self, spec: TaskSpec) -> tuple:
+        """Tasks queue together when they need the same resources from the same place, in
+        the same code environment."""
+        key = shape_key(spec.demand)
         pg = pg_of(spec)
-        shape = shape_key(spec.demand)
-        return shape if pg is None else (*shape, ("\x00pg", pg["id"], pg["index"]))
+        if pg is not None:
+            key = (*key, ("\x00pg", pg["id"], pg["index"]))
+        code = code_key(spec.runtime_env)
+        return (*key, ("\x00code", code)) if code else key
 
     def _pool(self, bundle: tuple[str, int] | None) -> dict[str, float]:
         """Where a task's resources come from: its bundle, or the node's pool (also once

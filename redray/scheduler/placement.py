@@ -5,11 +5,13 @@ Pure functions over NodeState snapshots, so every strategy is testable without R
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from redray.exceptions import TaskUnschedulableError
-from redray.scheduler.resources import fits, utilization
+from redray.scheduler.resources import EPSILON, add, fits, subtract
 from redray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 
@@ -22,13 +24,37 @@ class NodeState:
     address: str = ""
     is_head: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Tasks waiting in the node's local queue at its last heartbeat.
+    queued: int = 0
 
 
 class Placement:
-    """Applies a scheduling strategy; keeps the round-robin cursor SPREAD needs."""
+    """Applies a scheduling strategy for one submitting process.
+
+    It keeps SPREAD's round-robin cursor and what this process has placed on each node and
+    not yet seen finish: a burst of submissions sees its own placements, not only a node
+    snapshot up to a second old.
+    """
 
     def __init__(self) -> None:
         self._spread_cursor = 0
+        self._placed: dict[str, dict[str, float]] = {}
+        self._lock = threading.Lock()  # submitters place, the notification thread finishes
+
+    def placed(self, node_id: str, demand: Mapping[str, float]) -> None:
+        """A task with this demand was queued on this node."""
+        with self._lock:
+            add(self._placed.setdefault(node_id, {}), demand)
+
+    def finished(self, node_id: str, demand: Mapping[str, float]) -> None:
+        """A task placed on this node finished (or failed, or was cancelled)."""
+        with self._lock:
+            load = self._placed.get(node_id)
+            if load is None:
+                return
+            subtract(load, demand)
+            if all(amount <= EPSILON for amount in load.values()):
+                del self._placed[node_id]
 
     def choose(
         self,
@@ -59,17 +85,43 @@ class Placement:
             return choice.node_id
         return self._default(demand, feasible, local_node)
 
-    @staticmethod
     def _default(
-        demand: dict[str, float], feasible: list[NodeState], local_node: str | None
+        self, demand: dict[str, float], feasible: list[NodeState], local_node: str | None
     ) -> str:
-        """Prefer the local node while it has room; else the least-loaded node with room."""
+        """The local node while it has room for the task; else the node with room that the
+        task leaves least loaded; when none has room, the one whose backlog is shortest for
+        its size, so a burst is shared across nodes instead of queueing behind one."""
+        with self._lock:
+            used = {node.node_id: self._estimated_use(node) for node in feasible}
+
+        def has_room(node: NodeState) -> bool:
+            return all(
+                used[node.node_id].get(name, 0.0) + amount <= node.total.get(name, 0.0) + EPSILON
+                for name, amount in demand.items()
+            )
+
+        def load_after(node: NodeState) -> tuple[float, bool, str]:
+            busiest = 0.0
+            for name, amount in demand.items():
+                total = node.total.get(name, 0.0)
+                if total > 0:
+                    busiest = max(busiest, (used[node.node_id].get(name, 0.0) + amount) / total)
+            return busiest, node.node_id != local_node, node.node_id
+
         local = next((n for n in feasible if n.node_id == local_node), None)
-        if local is not None and fits(demand, local.available):
+        if local is not None and has_room(local):
             return local.node_id
-        with_room = [n for n in feasible if fits(demand, n.available)]
-        if with_room:
-            return min(with_room, key=lambda n: utilization(n.total, n.available)).node_id
-        if local is not None:
-            return local.node_id
-        return min(feasible, key=lambda n: utilization(n.total, n.available)).node_id
+        with_room = [n for n in feasible if has_room(n)]
+        return min(with_room or feasible, key=load_after).node_id
+
+    def _estimated_use(self, node: NodeState) -> dict[str, float]:
+        """What is in use or waiting on a node: its last heartbeat (tasks running, and its
+        queue counted as one CPU each), or what this process placed there, if more."""
+        mine = self._placed.get(node.node_id, {})
+        use = {}
+        for name, total in node.total.items():
+            seen = total - node.available.get(name, 0.0)
+            if name == "CPU":
+                seen += node.queued
+            use[name] = max(seen, mine.get(name, 0.0))
+        return use

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 # Quantities are compared with a little slack so that ten 0.1-CPU tasks fit in one CPU.
-_EPSILON = 1e-9
+EPSILON = 1e-9
 
 
 def fits(demand: Mapping[str, float], available: Mapping[str, float]) -> bool:
-    return all(available.get(name, 0.0) + _EPSILON >= amount for name, amount in demand.items())
+    return all(available.get(name, 0.0) + EPSILON >= amount for name, amount in demand.items())
 
 
 def subtract(available: dict[str, float], demand: Mapping[str, float]) -> None:
@@ -25,12 +25,3 @@ def add(available: dict[str, float], demand: Mapping[str, float]) -> None:
 def shape_key(demand: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
     """A hashable name for a demand, to queue tasks of the same shape together."""
     return tuple(sorted(demand.items()))
-
-
-def utilization(total: Mapping[str, float], available: Mapping[str, float]) -> float:
-    """How busy a node is, 0 (idle) to 1 (full), by its busiest resource."""
-    busiest = 0.0
-    for name, amount in total.items():
-        if amount > 0 and not name.startswith("node:"):
-            busiest = max(busiest, 1.0 - available.get(name, 0.0) / amount)
-    return busiest

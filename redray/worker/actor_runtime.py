@@ -92,6 +92,7 @@ def run_actor(
     current.actor_id = actor_id
     current.actor_name = spec.extra.get("name", "")
     try:
+        executor.code_env.apply(spec.runtime_env)
         cls = executor._functions.load(spec.function_id)
         args = [executor._value(arg) for arg in spec.args]
         kwargs = {name: executor._value(arg) for name, arg in spec.kwargs.items()}

@@ -13,10 +13,11 @@ from redray import generators, runtime_context
 from redray.client.core import CoreClient
 from redray.control import keys, results
 from redray.control.entry import Entry
-from redray.exceptions import RayTaskError, TaskCancelledError
+from redray.exceptions import RayTaskError, RuntimeEnvSetupError, TaskCancelledError
 from redray.host import node_ip
 from redray.object_ref import ObjectRef
 from redray.objectstore.serialization import deserialize, dumps, serialize
+from redray.runtime_env.worker_env import CodeEnvironment
 from redray.task_spec import Arg, TaskSpec
 from redray.worker.functions import FunctionCache
 from redray.worker.result_writer import ResultWriter
@@ -32,6 +33,7 @@ class TaskExecutor:
         self._writer = ResultWriter(client.redis, client.commands)
         #: Environment variables the running task's runtime_env replaced, to restore.
         self._saved_env: dict[str, str | None] = {}
+        self.code_env = CodeEnvironment(client.redis, client.node_id or "")
 
     def finish_commit(self) -> None:
         """Wait for Redis to confirm the last task's commit (call after reporting done)."""
@@ -85,6 +87,10 @@ class TaskExecutor:
         self._saved_env = {}
 
     def _call(self, spec: TaskSpec) -> tuple[list[Entry], BaseException | None]:
+        try:
+            self.code_env.apply(spec.runtime_env)
+        except RuntimeEnvSetupError as error:  # raised by get() as it is, as in Ray
+            return results.error_entries(dumps(error), max(1, spec.num_returns)), None
         try:
             function = self._functions.load(spec.function_id)
             args = [self._value(arg) for arg in spec.args]
