@@ -114,6 +114,19 @@ CATALOG: tuple[Bench, ...] = (
         timeout_s=90,
         doc="wait(refs, num_returns=1000) when all are ready",
     ),
+    Bench(
+        "gather_vs_get",
+        "tasks",
+        "bench_async",
+        "gather_vs_get",
+        (
+            M("gather_vs_get.get", "get() on 10,000 task refs", "tasks/s", True),
+            M("gather_vs_get.gather", "asyncio.gather on 10,000 task refs", "tasks/s", True),
+            M("gather_vs_get.ready", "asyncio.gather on 10,000 ready refs", "ms", False),
+        ),
+        timeout_s=180,
+        doc="submit 10,000 no-op tasks, then get() them, or await asyncio.gather(*refs)",
+    ),
     # ---------------------------------------------------------------- objects
     Bench(
         "put_get_small",

@@ -8,6 +8,7 @@ import json
 import logging
 import operator
 import os
+import subprocess
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +19,7 @@ from redray.client.node_view import read_nodes
 from redray.cluster import EmbeddedCluster, resolve_address, start_embedded_cluster
 from redray.control import keys
 from redray.generators import ObjectRefGenerator
+from redray.jobs.records import JOB_RUNTIME_ENV
 from redray.object_ref import ObjectRef
 from redray.runtime_env import packages
 from redray.runtime_env import spec as runtime_env_spec
@@ -26,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 # Ray accepts these init() keywords; they have no meaning for redray and are ignored.
 _IGNORED_INIT_KWARGS = {
-    "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging",
+    "configure_logging",
     "logging_format", "log_to_driver", "local_mode", "_system_config", "_temp_dir",
     "_plasma_directory", "_node_ip_address", "_enable_object_reconstruction",
     "enable_resource_isolation", "logging_config", "_metrics_export_port", "storage",
@@ -37,9 +39,12 @@ _IGNORED_INIT_KWARGS = {
 }  # fmt: skip
 
 
-#: The embedded cluster init() started (None when joined to a running one); the current
-#: client itself is in redray/session.py.
+#: The embedded cluster init() started (None when joined to a running one), and its
+#: dashboard process and URL when it has one; the current client itself is in
+#: redray/session.py.
 _cluster: EmbeddedCluster | None = None
+_dashboard: subprocess.Popen | None = None
+_dashboard_url: str | None = None
 _lock = threading.RLock()
 
 
@@ -51,8 +56,8 @@ class RayContext(dict):
         return dict(self)
 
     @property
-    def dashboard_url(self) -> None:
-        return None
+    def dashboard_url(self) -> str | None:
+        return self.get("webui_url") or None
 
     def __enter__(self) -> RayContext:
         return self
@@ -76,12 +81,17 @@ def init(
     redis_address: str | None = None,
     _redis_password: str | None = None,
     runtime_env: dict[str, Any] | None = None,
+    include_dashboard: bool | None = None,
+    dashboard_host: str = "127.0.0.1",
+    dashboard_port: int | None = None,
     **kwargs: Any,
 ) -> RayContext:
     """Start an embedded cluster (no address) or join a running one (address=).
 
     `runtime_env` is the job's default for its tasks and actors (theirs override it field by
     field); its working_dir and py_modules are packed here, before anything starts.
+    `include_dashboard=True` serves an embedded cluster's dashboard (on `dashboard_port`,
+    default 8265); a joined cluster's dashboard is its head's.
     """
     global _cluster
     unknown = set(kwargs) - _IGNORED_INIT_KWARGS
@@ -98,6 +108,8 @@ def init(
                 "prior to 'redray.init()'."
             )
         _check_resources(num_cpus, num_gpus, resources, object_store_memory)
+        if runtime_env is None and os.environ.get(JOB_RUNTIME_ENV):  # a submitted job's
+            runtime_env = json.loads(os.environ[JOB_RUNTIME_ENV])
         runtime_env_spec.check("runtime_env", runtime_env)
         job_env, uploads = packages.prepare(runtime_env) if runtime_env else (None, {})
         target = resolve_address(address or redis_address)
@@ -138,6 +150,8 @@ def init(
             packages.upload(client.redis, name, data)
         _cluster = cluster
         session.set_client(client, shown_address)
+        if cluster is not None and include_dashboard:
+            _start_dashboard(cluster, dashboard_host, dashboard_port)
         runtime_context.current.runtime_env = job_env
         runtime_context.current.job_id = client.job_id
         runtime_context.current.node_id = node_id or ""
@@ -155,7 +169,28 @@ def _context() -> RayContext:
         gcs_address=address,
         node_id=session.current_client().node_id,
         session_dir=_cluster.session_dir if _cluster else None,
+        webui_url=_dashboard_url,
     )
+
+
+def _start_dashboard(cluster: EmbeddedCluster, host: str, port: int | None) -> None:
+    from pathlib import Path
+
+    from redray.dashboard.launcher import DEFAULT_PORT, start_dashboard
+
+    global _dashboard, _dashboard_url
+    try:
+        _dashboard, _dashboard_url, _ = start_dashboard(
+            cluster.redis_kwargs,
+            None,
+            host,
+            port or DEFAULT_PORT,
+            Path(cluster.session_dir) / "dashboard.log",
+            owner_pid=os.getpid(),
+        )
+    except BaseException:
+        shutdown()
+        raise
 
 
 def _next_job_id(redis_kwargs: dict[str, Any]) -> str:
@@ -195,13 +230,13 @@ def is_initialized() -> bool:
 
 def shutdown(_exiting_interpreter: bool = False) -> None:
     """Disconnect; an embedded cluster is stopped with every process it started."""
-    global _cluster
+    global _cluster, _dashboard, _dashboard_url
     with _lock:
-        client, cluster = session.client_if_connected(), _cluster
+        client, cluster, dashboard = session.client_if_connected(), _cluster, _dashboard
         if client is None:
             return
         session.set_client(None)
-        _cluster = None
+        _cluster, _dashboard, _dashboard_url = None, None, None
         if cluster is None:  # a joined cluster lives on: end this driver's actors
             from redray.actor import kill_owned_actors
 
@@ -210,6 +245,9 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
 
         shutdown_client(client, remove_owned=cluster is None)
         client.close()
+        if dashboard is not None:
+            dashboard.terminate()
+            dashboard.wait(timeout=10)
         if cluster is not None:
             cluster.stop()
         runtime_context.current.job_id = ""

@@ -33,7 +33,7 @@ from typing import Any
 import psutil
 import redis
 
-from redray import ids
+from redray import cli_jobs, ids
 from redray.client.node_view import read_nodes
 from redray.cluster import (
     connect_kwargs,
@@ -232,6 +232,50 @@ def _start_node(
     return process, {**record, **_process_record(process.pid)}
 
 
+def _start_job_manager(
+    redis_kwargs: dict[str, Any], address: str, node_id: str, session: Path
+) -> subprocess.Popen:
+    """The head's job manager (redray.jobs.manager); the password goes by environment."""
+    config = {
+        "redis_kwargs": {k: v for k, v in redis_kwargs.items() if k != "password"},
+        "address": address,
+        "node_id": node_id,
+        "log_dir": str(session),
+    }
+    log_path = session / "job-manager.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "redray.jobs.manager", json.dumps(config)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    client = redis.Redis(**redis_kwargs)
+    deadline = time.monotonic() + _STOP_TIMEOUT
+    try:
+        while not client.exists(keys.JOB_MANAGER):  # jobs can be submitted once we return
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise CliError(f"the job manager did not start; see {log_path}")
+            time.sleep(0.02)
+    finally:
+        client.close()
+    return process
+
+
+def _start_dashboard(
+    args: argparse.Namespace, redis_kwargs: dict[str, Any], password: str | None, session: Path
+) -> tuple[subprocess.Popen, str, str | None]:
+    from redray.dashboard.launcher import DEFAULT_PORT, start_dashboard
+
+    try:
+        return start_dashboard(
+            redis_kwargs, password, args.dashboard_host, args.dashboard_port or DEFAULT_PORT,
+            session / "dashboard.log",
+        )  # fmt: skip
+    except RuntimeError as error:
+        raise CliError(str(error)) from None
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     if args.head:
         return _start_head(args)
@@ -255,6 +299,10 @@ def _start_head(args: argparse.Namespace) -> int:
             )
         session = _new_session_dir()
         server = None
+        manager: subprocess.Popen | None = None
+        process: subprocess.Popen | None = None
+        dashboard: subprocess.Popen | None = None
+        token: str | None = None
         node_id = ids.new_node_id()
         try:
             if args.address:  # an external Redis, e.g. a managed one or a container
@@ -274,8 +322,20 @@ def _start_head(args: argparse.Namespace) -> int:
             pipe.hset(keys.CLUSTER, mapping=facts)
             pipe.execute()
             client.close()
+            manager = _start_job_manager(redis_kwargs, address, node_id, session)
             process, node = _start_node(args, redis_kwargs, password, session, True, node_id)
+            if args.dashboard_port or args.include_dashboard:
+                dashboard, facts["dashboard_url"], token = _start_dashboard(
+                    args, redis_kwargs, password, session
+                )
+                redis.Redis(**redis_kwargs).hset(
+                    keys.CLUSTER, "dashboard_url", facts["dashboard_url"]
+                )
         except BaseException:
+            if process is not None:
+                _terminate([psutil.Process(process.pid)])
+            if manager is not None:
+                manager.kill()
             if server is not None:
                 server.stop()
             raise
@@ -287,11 +347,18 @@ def _start_head(args: argparse.Namespace) -> int:
             "redis": _process_record(server.process.pid) if server else None,
             "unix_socket": server.unix_socket if server else None,
             "nodes": [node],
+            "job_manager": _process_record(manager.pid),
+            "dashboard": _process_record(dashboard.pid) if dashboard else None,
+            "dashboard_url": facts.get("dashboard_url"),
         }
         _write_state(state)
     _print_started(state, generated)
+    if dashboard is not None:
+        shown = f"http://{state['dashboard_url']}" + (f"/?token={token}" if token else "")
+        print(f"Dashboard: {shown}")
     if args.block:
-        return _block(state, [process] + ([server.process] if server else []))
+        children = [process, manager] + ([server.process] if server else [])
+        return _block(state, children + ([dashboard] if dashboard else []))
     return 0
 
 
@@ -385,9 +452,15 @@ def _terminate(processes: list[psutil.Process]) -> None:
 
 
 def _stop_recorded(state: dict[str, Any]) -> int:
-    """Stop the nodes (other nodes first, the head last), then redis-server."""
+    """Stop the job manager (and so the running jobs), the nodes (other nodes first, the
+    head last), then redis-server."""
     nodes = sorted(state["nodes"], key=lambda node: node["is_head"])
     stopped = 0
+    for record in (state.get("dashboard"), state.get("job_manager")):
+        helper = _running(record)
+        if helper is not None:
+            _terminate([helper])
+            stopped += 1
     for node in nodes:
         process = _running(node)
         if process is not None:
@@ -489,6 +562,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     nodes = read_nodes(client, include_dead=True)
     alive_count = sum(alive for _, alive in nodes)
     print(f"======== redray cluster at {address} ========")
+    dashboard_url = client.hget(keys.CLUSTER, "dashboard_url")
+    if dashboard_url:
+        print(f"Dashboard: http://{dashboard_url.decode()}")
     print(f"Nodes: {alive_count} alive, {len(nodes) - alive_count} dead")
     total: dict[str, float] = {}
     available: dict[str, float] = {}
@@ -581,6 +657,15 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--block", action="store_true", help="stay in the foreground; SIGTERM stops it all"
     )
+    start.add_argument(
+        "--include-dashboard", action="store_true", help="serve the dashboard (--head)"
+    )
+    start.add_argument("--dashboard-port", type=int, help="serve the dashboard on this port")
+    start.add_argument(
+        "--dashboard-host",
+        default="127.0.0.1",
+        help="the address the dashboard binds to; beyond loopback it requires a token",
+    )
     start.set_defaults(handler=cmd_start)
 
     stop = commands.add_parser("stop", help="stop the redray processes `start` started here")
@@ -597,6 +682,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "errors":
             command.add_argument("--limit", type=int, default=20)
         command.set_defaults(handler=handler)
+    cli_jobs.add_parser(commands, PASSWORD_ENV)
     return parser
 
 

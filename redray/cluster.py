@@ -214,7 +214,14 @@ def resolve_address(address: str | None) -> str | None:
                 "with `redray start --head`, or pass its address."
             )
         return recorded["address"]
-    for scheme in ("redis://", "ray://", "redray://"):
+    if address.startswith("ray://"):
+        raise ValueError(
+            f"The address {address!r} is a Ray Client (ray://) address, and redray has no "
+            "Ray Client server. A redray driver connects to the cluster's Redis directly: pass "
+            "its host:port (what `redray start --head` printed, e.g. init(address="
+            "'head-host:6379')), or address='auto' on a machine of the cluster."
+        )
+    for scheme in ("redis://", "redray://"):
         if address.startswith(scheme):
             address = address[len(scheme) :]
     return address

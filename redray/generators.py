@@ -31,6 +31,8 @@ class ObjectRefGenerator:
         self._next_index = 1
         self._end = ObjectRef(item_id(task_id, STREAM_END_INDEX), owner)
         self._length: int | None = None
+        #: `async for`: one future of the end of the stream, shared by every __anext__.
+        self._end_waiter: asyncio.Future | None = None
 
     def __iter__(self) -> ObjectRefGenerator:
         return self
@@ -70,17 +72,23 @@ class ObjectRefGenerator:
         return self
 
     async def __anext__(self) -> ObjectRef:
-        ref = await asyncio.to_thread(self._next_or_none)
-        if ref is None:
-            raise StopAsyncIteration
-        return ref
-
-    def _next_or_none(self) -> ObjectRef | None:
-        # StopIteration cannot cross into an asyncio future: signal the end with None.
+        # Wait for "item i or the end" on the event loop, completed from the notification
+        # reader (client/ref_futures.py): no thread per generator or per item.
+        client = session.current_client()
+        client.refs.own(item_id(self._task_id, self._next_index))  # as _next() does
+        candidate = ObjectRef(item_id(self._task_id, self._next_index), self._owner)
+        end = self._end_waiter
+        if end is None or end.get_loop() is not asyncio.get_running_loop():
+            end = self._end_waiter = client.futures.ready_future(self._end)
+        item = client.futures.ready_future(candidate)
         try:
-            return self._next(timeout=None)
+            await asyncio.wait([item, end], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            item.cancel()
+        try:
+            return self._next(timeout=0)
         except StopIteration:
-            return None
+            raise StopAsyncIteration from None
 
     def end_ref(self) -> ObjectRef:
         """The object committed when the stream ends (its count, or the task's failure)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import threading
 from typing import Any
 
 from redray import ids, session
@@ -58,20 +57,18 @@ class ObjectRef:
             pass
 
     def future(self) -> concurrent.futures.Future:
-        """A concurrent.futures.Future resolved with the value (or the error)."""
-        future: concurrent.futures.Future = concurrent.futures.Future()
+        """A concurrent.futures.Future resolved with the value (or the error get() raises).
 
-        def resolve() -> None:
-            try:
-                future.set_result(session.current_client().get([self._id], None)[0])
-            except BaseException as error:  # the future carries whatever get raised
-                future.set_exception(error)
+        Completed by the process's notification reader and one resolver thread, never a
+        thread per ref (client/ref_futures.py)."""
+        return session.current_client().futures.value_future(self)
 
-        threading.Thread(target=resolve, daemon=True).start()
-        return future
+    def as_future(self) -> asyncio.Future:
+        """An asyncio future of the value, on the running event loop."""
+        return session.current_client().futures.asyncio_future(self)
 
     def __await__(self) -> Any:
-        return asyncio.wrap_future(self.future()).__await__()
+        return self.as_future().__await__()
 
 
 class _RefTracker:

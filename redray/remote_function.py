@@ -10,6 +10,7 @@ from typing import Any
 from redray import generators, ids, runtime_context, session
 from redray import options as options_module
 from redray.objectstore.code_pickle import dumps_with_sources
+from redray.objectstore.serializability import serialization_error
 from redray.runtime_env import packages
 from redray.task_spec import TaskSpec
 from redray.util.placement_group import scheduling_strategy_for
@@ -25,7 +26,13 @@ class Export:
 
     def ensure(self) -> None:
         if self.pickled is None:
-            self.pickled = dumps_with_sources(self._target)
+            try:
+                self.pickled = dumps_with_sources(self._target)
+            except Exception as error:
+                what = f"the {'class' if inspect.isclass(self._target) else 'function'} " + (
+                    f"{self._target.__module__}.{self._target.__qualname__}"
+                )
+                raise serialization_error(what, self._target, error) from error
             self.function_id = hashlib.sha1(self.pickled).hexdigest()
 
 
@@ -95,7 +102,7 @@ class RemoteFunction:
             return_ids = [ids.object_id_for(task_id, index + 1) for index in range(count)]
         spec = TaskSpec(
             task_id=task_id,
-            name=self.__qualname__,
+            name=opts.get("name") or self.__qualname__,
             function_id=export.function_id,
             args=[client.prepare_arg(value, self._name) for value in args],
             kwargs={name: client.prepare_arg(v, self._name) for name, v in kwargs.items()},

@@ -70,7 +70,8 @@ class CliCluster:
 
     def remember(self) -> None:
         state = self.state() or {"nodes": []}
-        for record in [state.get("redis"), *state["nodes"]]:
+        helpers = [state.get(name) for name in ("redis", "job_manager", "dashboard")]
+        for record in [*helpers, *state["nodes"]]:
             if record:
                 self.processes[record["pid"]] = record["created"]
         self.node_ids.update(node["node_id"] for node in state["nodes"])

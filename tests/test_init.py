@@ -231,3 +231,17 @@ def test_bad_init_arguments_raise(ray_fresh, kwargs, errors, ray_errors):
     # And a correct init works afterwards.
     ray_fresh()
     assert ray.get(square.remote(5)) == 25
+
+
+@pytest.mark.skipif(TESTING_RAY, reason="Ray connects to a Ray Client server at ray://")
+@pytest.mark.parametrize("where", ["argument", "RAY_ADDRESS"])
+def test_a_ray_client_address_is_refused_with_what_to_use_instead(
+    ray_fresh, monkeypatch, where: str
+) -> None:
+    address = "ray://head-host:10001"
+    if where == "RAY_ADDRESS":
+        monkeypatch.setenv("RAY_ADDRESS", address)
+    with pytest.raises(ValueError, match="Ray Client") as raised:
+        ray.init(address=address if where == "argument" else None)
+    assert "Redis" in str(raised.value) and "host:port" in str(raised.value)
+    assert not ray.is_initialized()

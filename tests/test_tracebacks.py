@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from target_ray import AGAINST, CONDITION_TIMEOUT, ray, redray_only
 
-MODULE_SOURCE = '''
+MODULE_SOURCE = """
 import os
 
 from target_ray import ray
@@ -38,7 +38,7 @@ class RemovesOwnFile:
     def fail(self, path):
         os.remove(path)
         raise KeyError("actor method failing after the file is gone")
-'''
+"""
 
 
 def _import_module_file(directory: Path) -> tuple[object, Path]:
@@ -68,9 +68,7 @@ def test_task_traceback_has_source_lines_where_the_file_does_not_exist(ray_start
 
 # redray-only: Ray's workers read source lines from their own disk: none where the file is gone.
 @redray_only
-def test_actor_method_traceback_has_source_lines_where_the_file_does_not_exist(
-    ray_start, tmp_path
-):
+def test_actor_method_traceback_has_source_lines_where_the_file_does_not_exist(ray_start, tmp_path):
     module, path = _import_module_file(tmp_path)
     actor = module.RemovesOwnFile.remote()
     with pytest.raises(KeyError) as info:
@@ -104,7 +102,7 @@ def test_notebook_cell_traceback_has_the_cell_source(ray_start):
     assert 'raise RuntimeError("raised in a notebook cell")' in text
 
 
-MAIN_SCRIPT = '''
+MAIN_SCRIPT = """
 import {module} as ray
 
 ray.init(num_cpus=1, **{init_extra})
@@ -120,7 +118,7 @@ try:
 except ZeroDivisionError as error:
     print(error)
 ray.shutdown()
-'''
+"""
 
 
 @pytest.mark.timeout(180)

@@ -27,6 +27,7 @@ from redray.client.direct_calls import DirectCalls
 from redray.client.node_view import NodeView
 from redray.client.notifications import NotificationReader
 from redray.client.object_table import ObjectTable
+from redray.client.ref_futures import FutureResolver
 from redray.control import keys, results
 from redray.control.entry import Entry
 from redray.control.messages import CancelMessage, TaskMessage, xadd
@@ -42,6 +43,7 @@ from redray.exceptions import (
 from redray.object_ref import ObjectRef, _tracker
 from redray.objectstore.local_objects import LocalObjects
 from redray.objectstore.refcount import ReferenceCounter, parse_freed
+from redray.objectstore.serializability import serialization_error
 from redray.objectstore.serialization import (
     INLINE_MAX_BYTES,
     SerializedObject,
@@ -109,6 +111,8 @@ class CoreClient:
         self._init_object_store()
         _tracker.on_zero = self._on_last_ref_dropped
         self.direct = DirectCalls(self)
+        #: Completes ref.future() and `await ref` from the notifications (no thread per ref).
+        self.futures = FutureResolver(self)
         self._register()
 
     def _register(self) -> None:
@@ -187,6 +191,7 @@ class CoreClient:
             self._unregister()
             if self._reader is not None:
                 self._reader.stop()
+            self.futures.close()
             self.direct.close()
             self.redis.delete(keys.notify(self.client_id))
         except redis.RedisError:
@@ -222,8 +227,12 @@ class CoreClient:
                 "Calling 'put' on an ObjectRef is not allowed. If you really want to do this, "
                 "you can wrap the ObjectRef in a list and call 'put' on it."
             )
+        try:
+            serialized = serialize(value)
+        except Exception as error:
+            raise serialization_error(f"the put value {value!r}", value, error) from error
         object_id = ids.object_id_for(ids.new_task_id(), 0)
-        entry = self.store_serialized(object_id, serialize(value))
+        entry = self.store_serialized(object_id, serialized)
         self.objects.commit(object_id, entry)
         self._publish(object_id, entry)
         self.refs.own(object_id)
@@ -401,9 +410,8 @@ class CoreClient:
         try:
             serialized = serialize(value)
         except Exception as error:
-            raise TypeError(
-                f"Could not serialize the argument {value!r} for task {task_name}: {error}"
-            ) from error
+            what = f"the argument {value!r} for a task or actor {task_name}"
+            raise serialization_error(what, value, error) from error
         if serialized.total_size <= INLINE_MAX_BYTES or self.store is None:
             self._hold_for_task(*serialized.contained_refs)
             return ("v", serialized.to_bytes())

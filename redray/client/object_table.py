@@ -22,6 +22,8 @@ class ObjectTable:
         self._entries: dict[str, Entry] = {}
         #: The ids of the entries that are errors (wait() marks those it returns as seen).
         self._errors: set[str] = set()
+        #: Called once when the object is committed (ref futures, client/ref_futures.py).
+        self._callbacks: dict[str, list[Callable[[], None]]] = {}
 
     def get(self, object_id: str) -> Entry | None:
         return self._entries.get(object_id)
@@ -35,6 +37,22 @@ class ObjectTable:
             if entry.kind == "e":
                 self._errors.add(object_id)
             self._changed.notify_all()
+            for callback in self._callbacks.pop(object_id, ()):
+                callback()
+
+    def add_callback(self, object_id: str, callback: Callable[[], None]) -> None:
+        """Call `callback` once the object is committed. The caller holds `lock` and saw
+        that the object is not here; the callback runs under the lock, so it must be cheap."""
+        self._callbacks.setdefault(object_id, []).append(callback)
+
+    def remove_callback(self, object_id: str, callback: Callable[[], None]) -> None:
+        """Forget a callback added for an object not committed yet (its waiter gave up)."""
+        with self.lock:
+            callbacks = self._callbacks.get(object_id)
+            if callbacks and callback in callbacks:
+                callbacks.remove(callback)
+                if not callbacks:
+                    del self._callbacks[object_id]
 
     def ready_and_errors(self, object_ids: list[str]) -> tuple[list[bool], set[str]]:
         """Whether each object is here, and which of them are errors."""

@@ -22,6 +22,11 @@ Keys
 | {p}node_events               | stream | {event: joined|left, node[, cause]} and               |
 |                              |        | {event: owner_died, client}: read by every client     |
 | {p}fn:{function_id}          | string | pickled function or class, exported once (SET NX)     |
+| {p}jobs                      | hash   | submission_id -> JSON job record (status, entrypoint, |
+|                              |        | times, exit code, runtime_env, metadata)              |
+| {p}job:{id}:logs             | stream | a submitted job's output lines (capped)               |
+| {p}job_requests              | list   | JSON start/stop requests for the job manager          |
+| {p}job_manager               | string | the job manager's heartbeat (TTL)                     |
 | {p}pkg:{name}                | string | a runtime_env package (zip of a working_dir or of a   |
 |                              |        | py_modules entry), by content hash, uploaded once     |
 | {p}obj:{object_id}           | hash   | object directory entry: k kind (v inline value |      |
@@ -94,6 +99,9 @@ NODE_EVENTS = PREFIX + "node_events"
 ERRORS = PREFIX + "errors"
 CLIENTS = PREFIX + "clients"
 DEAD_OWNERS = PREFIX + "dead_owners"
+JOBS = PREFIX + "jobs"
+JOB_REQUESTS = PREFIX + "job_requests"
+JOB_MANAGER = PREFIX + "job_manager"
 NAMED_ACTORS = PREFIX + "named_actors"
 PLACEMENT_GROUPS = PREFIX + "pgs"
 NAMED_PLACEMENT_GROUPS = PREFIX + "named_pgs"
@@ -126,6 +134,10 @@ def node_recovering(node_id: str) -> str:
 
 def function(function_id: str) -> str:
     return f"{PREFIX}fn:{function_id}"
+
+
+def job_logs(submission_id: str) -> str:
+    return f"{PREFIX}job:{submission_id}:logs"
 
 
 def package(name: str) -> str:

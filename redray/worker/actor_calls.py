@@ -100,6 +100,7 @@ class ActorCalls:
         current = runtime_context.current
         current.task_id = spec.task_id
         current.task_name = spec.name
+        current.function_name = f"{type(self.instance).__module__}.{spec.name}"
 
     def _outputs(self, spec: TaskSpec, result: Any) -> tuple[list[Entry], BaseException | None]:
         """Store a call's return values; a generator method streams its items first."""

@@ -91,6 +91,9 @@ def run_actor(
     current = runtime_context.current
     current.actor_id = actor_id
     current.actor_name = spec.extra.get("name", "")
+    current.assigned_resources = {
+        name: float(amount) for name, amount in spec.extra.get("held", {}).items() if amount
+    }
     try:
         executor.code_env.apply(spec.runtime_env)
         cls = executor._functions.load(spec.function_id)

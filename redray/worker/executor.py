@@ -16,7 +16,8 @@ from redray.control.entry import Entry
 from redray.exceptions import RayTaskError, RuntimeEnvSetupError, TaskCancelledError
 from redray.host import node_ip
 from redray.object_ref import ObjectRef
-from redray.objectstore.serialization import deserialize, dumps, serialize
+from redray.objectstore.serializability import serialization_error
+from redray.objectstore.serialization import SerializedObject, deserialize, dumps, serialize
 from redray.runtime_env.worker_env import CodeEnvironment
 from redray.task_spec import Arg, TaskSpec
 from redray.worker.functions import FunctionCache
@@ -47,6 +48,7 @@ class TaskExecutor:
         finally:
             runtime_context.current.task_id = None
             runtime_context.current.task_name = None
+            runtime_context.current.function_name = None
             self._restore_env()
         self._client.local_objects.release_freed_mappings()  # before the caller hears back
         if error is not None and self._should_retry(spec, error):
@@ -93,6 +95,7 @@ class TaskExecutor:
             return results.error_entries(dumps(error), max(1, spec.num_returns)), None
         try:
             function = self._functions.load(spec.function_id)
+            runtime_context.current.function_name = _function_name(function)
             args = [self._value(arg) for arg in spec.args]
             kwargs = {name: self._value(arg) for name, arg in spec.kwargs.items()}
             self._client.children = []
@@ -181,7 +184,7 @@ class TaskExecutor:
                 )
             values = list(result)
         return [
-            self._client.store_serialized(object_id, serialize(value))
+            self._client.store_serialized(object_id, _serialize_return(spec, value))
             for object_id, value in zip(spec.return_ids, values)
         ]
 
@@ -229,3 +232,17 @@ class TaskExecutor:
         payload = pickle.dumps(spec, protocol=5)
         client.commands.call("requeue_task", spec.task_id, client.node_id or "", payload, pipe=pipe)
         pipe.execute()
+
+
+def _function_name(function: Any) -> str:
+    """What get_runtime_context().get_task_function_name() says: "<module>.<qualname>"."""
+    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", "")
+    return f"{getattr(function, '__module__', '')}.{name}"
+
+
+def _serialize_return(spec: TaskSpec, value: Any) -> SerializedObject:
+    try:
+        return serialize(value)
+    except Exception as error:
+        what = f"the return value {value!r} of task {spec.name}"
+        raise serialization_error(what, value, error) from error
