@@ -32,6 +32,7 @@ from redray.api import (
 from redray.decorators import remote
 from redray.generators import ObjectRefGenerator
 from redray.object_ref import ObjectRef
+from redray.util.state.timeline import timeline
 
 __version__ = "0.1.0"
 
@@ -55,6 +56,7 @@ __all__ = [
     "put",
     "remote",
     "shutdown",
+    "timeline",
     "util",
     "wait",
 ]

@@ -226,6 +226,8 @@ class ActorClass:
                 "name": name or "",
             },
         )
+        if not (resolved.get("enable_task_events", True) and client.task_events.enabled):
+            spec.extra["te"] = False
         strategy = scheduling_strategy_for(spec, resolved, self.__name__)
         ready = client.submit(spec, strategy or "DEFAULT")[0]
         if not detached:
@@ -353,10 +355,13 @@ def _check_method_returns(num_returns: Any) -> None:
 class ActorMethod:
     """`handle.method`: call it with `.remote(...)`."""
 
-    def __init__(self, handle: ActorHandle, name: str, num_returns: int) -> None:
+    def __init__(
+        self, handle: ActorHandle, name: str, num_returns: int, task_events: bool = True
+    ) -> None:
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
+        self._task_events = task_events
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -366,12 +371,13 @@ class ActorMethod:
 
     def options(self, **method_options: Any) -> ActorMethod:
         num_returns = method_options.pop("num_returns", self._num_returns)
+        task_events = method_options.pop("enable_task_events", self._task_events)
         method_options.pop("name", None)
         method_options.pop("concurrency_group", None)
         if method_options:
             raise ValueError(f"Unsupported actor method options: {sorted(method_options)}.")
         _check_method_returns(num_returns)
-        return ActorMethod(self._handle, self._name, num_returns)
+        return ActorMethod(self._handle, self._name, num_returns, bool(task_events))
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("Ray DAGs (.bind) are not supported by redray.")
@@ -411,6 +417,8 @@ class ActorMethod:
             max_retries=0,
             extra=extra,
         )
+        if not (self._task_events and client.task_events.enabled):
+            spec.extra["te"] = False
         refs = client.submit_actor_call(handle._actor_id_hex, spec, handle._death_fallback())
         if num_returns == "streaming":
             return generators.ObjectRefGenerator(task_id, client.client_id)

@@ -84,6 +84,9 @@ def init(
     include_dashboard: bool | None = None,
     dashboard_host: str = "127.0.0.1",
     dashboard_port: int | None = None,
+    enable_task_events: bool = True,
+    task_events_max_per_job: int | None = None,
+    task_events_ttl_s: float | None = None,
     **kwargs: Any,
 ) -> RayContext:
     """Start an embedded cluster (no address) or join a running one (address=).
@@ -92,6 +95,11 @@ def init(
     field); its working_dir and py_modules are packed here, before anything starts.
     `include_dashboard=True` serves an embedded cluster's dashboard (on `dashboard_port`,
     default 8265); a joined cluster's dashboard is its head's.
+    Task events (the state API's task list and the timeline): `enable_task_events=False`
+    turns them off for this job; `task_events_max_per_job` (default 100,000 task attempts,
+    or what `redray start` set; Ray's `_system_config` key
+    `task_events_max_num_task_in_gcs` also works) bounds its history, which is kept
+    `task_events_ttl_s` seconds (default a day) after its last event.
     """
     global _cluster
     unknown = set(kwargs) - _IGNORED_INIT_KWARGS
@@ -148,6 +156,13 @@ def init(
         client.nodes.refresh()
         for name, data in uploads.items():
             packages.upload(client.redis, name, data)
+        _start_job(
+            client,
+            kwargs.get("_system_config") or {},
+            enable_task_events,
+            task_events_max_per_job,
+            task_events_ttl_s,
+        )
         _cluster = cluster
         session.set_client(client, shown_address)
         if cluster is not None and include_dashboard:
@@ -159,6 +174,35 @@ def init(
         runtime_context.current.worker_id = client.client_id
         runtime_context.current.mode = "driver"
         return _context()
+
+
+def _start_job(
+    client: CoreClient,
+    system_config: dict[str, Any],
+    enabled: bool,
+    max_per_job: int | None,
+    ttl_seconds: float | None,
+) -> None:
+    """Record the job, and how its task events are kept (client/jobs.py)."""
+    from redray.client import jobs
+
+    default_cap, default_ttl = jobs.cluster_defaults(client.redis)
+    cap = max_per_job or system_config.get("task_events_max_num_task_in_gcs") or default_cap
+    if not isinstance(cap, int) or cap < 0:
+        raise ValueError(f"task_events_max_per_job must be a non-negative int, got {cap!r}.")
+    events = client.task_events
+    events.enabled = bool(enabled) and system_config.get("task_events_report_interval_ms") != 0
+    events.max_per_job = cap
+    events.ttl_seconds = float(ttl_seconds or default_ttl)
+    jobs.register_job(
+        client.redis,
+        client.job_id,
+        driver_client_id=client.client_id,
+        node_id=client.node_id,
+        namespace=client.namespace,
+        max_task_events=cap,
+        ttl_seconds=events.ttl_seconds,
+    )
 
 
 def _context() -> RayContext:
@@ -244,6 +288,16 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         from redray.client.placement_groups import shutdown_client
 
         shutdown_client(client, remove_owned=cluster is None)
+        if cluster is None:  # an embedded cluster's history goes with it
+            from redray.client import jobs
+
+            try:
+                jobs.end_job(
+                    client.redis, client.job_id,
+                    client.task_events.ttl_seconds,
+                )  # fmt: skip
+            except Exception:  # the cluster may be gone already: nothing to record
+                pass
         client.close()
         if dashboard is not None:
             dashboard.terminate()

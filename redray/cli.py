@@ -5,6 +5,7 @@ a running cluster.
     redray start --address HOST:PORT ...                      # one more node
     redray stop                                               # stop what `start` started here
     redray status | redray errors
+    redray list|get|summary|memory|timeline ...               # what the cluster does (cli_state.py)
 
 `redray start` records what it started in the state file (`current_cluster.json` under
 REDRAY_STATE_DIR, default /tmp/redray), which `redray stop` reads and which lets drivers on
@@ -33,7 +34,7 @@ from typing import Any
 import psutil
 import redis
 
-from redray import cli_jobs, ids
+from redray import cli_jobs, cli_state, ids
 from redray.client.node_view import read_nodes
 from redray.cluster import (
     connect_kwargs,
@@ -233,7 +234,7 @@ def _start_node(
 
 
 def _start_job_manager(
-    redis_kwargs: dict[str, Any], address: str, node_id: str, session: Path
+    redis_kwargs: dict[str, Any], password: str | None, address: str, node_id: str, session: Path
 ) -> subprocess.Popen:
     """The head's job manager (redray.jobs.manager); the password goes by environment."""
     config = {
@@ -246,6 +247,7 @@ def _start_job_manager(
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "redray.jobs.manager", json.dumps(config)],
+            env={**os.environ, **({PASSWORD_ENV: password} if password else {})},
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
@@ -315,6 +317,11 @@ def _start_head(args: argparse.Namespace) -> int:
                 address = f"{host}:{server.port}"
             client = redis.Redis(**redis_kwargs)
             facts = {"address": address, "head_node": node_id, "created": time.time()}
+            # Defaults for every job's task history (client/jobs.py reads them at init).
+            if args.task_events_max_per_job is not None:
+                facts["task_events_max_per_job"] = args.task_events_max_per_job
+            if args.task_events_ttl_s is not None:
+                facts["task_events_ttl_s"] = args.task_events_ttl_s
             if server is not None and server.unix_socket:
                 facts["unix_socket"] = server.unix_socket
             pipe = client.pipeline()
@@ -322,7 +329,7 @@ def _start_head(args: argparse.Namespace) -> int:
             pipe.hset(keys.CLUSTER, mapping=facts)
             pipe.execute()
             client.close()
-            manager = _start_job_manager(redis_kwargs, address, node_id, session)
+            manager = _start_job_manager(redis_kwargs, password, address, node_id, session)
             process, node = _start_node(args, redis_kwargs, password, session, True, node_id)
             if args.dashboard_port or args.include_dashboard:
                 dashboard, facts["dashboard_url"], token = _start_dashboard(
@@ -586,6 +593,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name in sorted(available):
         if not name.startswith("node:"):
             print(f"  {_amount(name, available[name])} {name}")
+    print("\n".join(cli_state.demand_lines(client, [n for n, alive in nodes if alive])))
     return 0
 
 
@@ -666,6 +674,16 @@ def _parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="the address the dashboard binds to; beyond loopback it requires a token",
     )
+    start.add_argument(
+        "--task-events-max-per-job",
+        type=int,
+        help="task attempts each job's history keeps (--head; default 100000)",
+    )
+    start.add_argument(
+        "--task-events-ttl-s",
+        type=float,
+        help="seconds a job's task history is kept after its last event (--head; default 1 day)",
+    )
     start.set_defaults(handler=cmd_start)
 
     stop = commands.add_parser("stop", help="stop the redray processes `start` started here")
@@ -683,7 +701,21 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--limit", type=int, default=20)
         command.set_defaults(handler=handler)
     cli_jobs.add_parser(commands, PASSWORD_ENV)
+    cli_state.add_commands(commands, _add_cluster_arguments)
     return parser
+
+
+def _add_cluster_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--address", help="HOST:PORT (default: this machine's cluster)")
+    command.add_argument("--redis-password", help=f"Redis password (or ${PASSWORD_ENV})")
+    command.set_defaults(handler=_state_command)
+
+
+def _state_command(args: argparse.Namespace) -> int:
+    try:
+        return cli_state.run(args, _cluster_client)
+    except cli_state.StateCliError as error:
+        raise CliError(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,6 +119,8 @@ class RemoteFunction:
             ),
             extra={"generator": num_returns} if isinstance(num_returns, str) else {},
         )
+        if not (opts["enable_task_events"] and client.task_events.enabled):
+            spec.extra["te"] = False
         strategy = scheduling_strategy_for(spec, opts, self._name)
         refs = client.submit(spec, strategy or "DEFAULT")
         if streaming:

@@ -265,3 +265,16 @@ def test_no_key_name_is_spelled_in_commands_lua() -> None:
     code = "\n".join(line.split("--")[0] for line in source.splitlines())
     for fragment in ("'obj:", "'task:", "'node:", "'actor:", "'pg:", "'notify:", "'owned:"):
         assert fragment not in code
+
+
+def test_task_events(r: redis.Redis, cmd: Commands) -> None:
+    assert cmd.call("task_events", 2, 60, "job1", 2, "t1:0", "a", "t2:0", "b") == 1
+    assert r.hgetall(keys.task_events("job1")) == {b"t1:0": b"a", b"t2:0": b"b"}
+    assert r.sismember(keys.TASK_EVENT_JOBS, "job1")
+    assert 0 < r.ttl(keys.task_events("job1")) <= 60
+    # Over the cap (2 x 2 records), a new record is counted as dropped, never written.
+    more = ("t1:0", "a2", "t3:0", "c", "t4:0", "d", "t5:0", "e")
+    cmd.call("task_events", 2, 60, "job1", 4, *more)
+    assert r.hget(keys.task_events("job1"), "t1:0") == b"a2"
+    assert r.hlen(keys.task_events("job1")) == 4
+    assert r.hget(keys.task_events_meta("job1"), "dropped") == b"1"

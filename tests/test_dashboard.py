@@ -203,3 +203,60 @@ def test_cli_head_serves_the_dashboard_and_stop_ends_it(cli):  # noqa: F811
     cli.run("stop")
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/api/overview", timeout=5)
+
+
+@redray.remote
+def finishes(x):
+    return x
+
+
+@redray.remote
+class Pinger:
+    def ping(self):
+        return "pong"
+
+
+def test_lists_filter_before_the_limit_and_refuse_bad_keys(dashboard_cluster):
+    url, _ = dashboard_cluster
+    redray.get([finishes.remote(i) for i in range(5)], timeout=60)
+    deadline = time.monotonic() + 30
+    while True:  # task events reach Redis in batches, within about a second
+        status, rows = get_json(f"{url}/api/list/tasks?name=finishes&state=FINISHED&limit=10")
+        if status == 200 and len(rows) == 5 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert status == 200 and len(rows) == 5
+    assert {row["state"] for row in rows} == {"FINISHED"}
+    status, body = get_json(f"{url}/api/list/tasks?colour=red")
+    assert status == 400 and "colour" in body["error"]
+    status, body = get_json(f"{url}/api/list/nothing")
+    assert status == 404
+    status, body = get_json(f"{url}/api/tasks/{'0' * 32}")
+    assert status == 404
+    status, trace = get_json(f"{url}/api/timeline")
+    assert status == 200 and any(event.get("ph") == "X" for event in trace)
+
+
+@browser_test
+@pytest.mark.timeout(180)
+def test_page_follows_tasks_and_actors(dashboard_cluster, page):
+    url, _ = dashboard_cluster
+    page.goto(url)
+    page.click("text=Tasks")
+    redray.get(finishes.remote(1), timeout=60)
+    page.wait_for_selector("span.FINISHED", timeout=LIVE_TIMEOUT_MS)
+    with pytest.raises(ValueError):
+        redray.get(fails_loudly.remote(), timeout=60)
+    page.wait_for_selector("td >> text=fails_loudly", timeout=LIVE_TIMEOUT_MS)
+    page.click("tr:has-text('fails_loudly') a.link")
+    page.wait_for_selector("text=raise ValueError(\"dashboard-visible failure\")",
+                           timeout=LIVE_TIMEOUT_MS)  # fmt: skip
+    page.screenshot(path=str(ARTIFACTS / "dashboard-task.png"))
+
+    actor = Pinger.remote()
+    redray.get(actor.ping.remote(), timeout=60)
+    page.click("text=Actors")
+    page.wait_for_selector("span.ALIVE", timeout=LIVE_TIMEOUT_MS)
+    redray.kill(actor)
+    page.wait_for_selector("span.DEAD", timeout=LIVE_TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-actors.png"))

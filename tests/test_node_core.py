@@ -18,6 +18,7 @@ from redray.scheduler.node_core import (
     GroupRemoved,
     Kill,
     NodeCore,
+    QueuedTaskCancelled,
     RetryTask,
 )
 from redray.task_spec import TaskSpec
@@ -182,7 +183,9 @@ def test_cancelling_a_queued_task_drops_it() -> None:
     running(core, task())
     queued = task()
     core.task_arrived(queued)
-    assert core.cancel(queued.spec.task_id, force=False) == [Ack(queued.entry_id)]
+    assert core.cancel(queued.spec.task_id, force=False) == [
+        Ack(queued.entry_id), QueuedTaskCancelled(queued),
+    ]  # fmt: skip
     assert core.task_done("w1", retire=False)[1:] == []  # nothing left to dispatch
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from redray import ids, runtime_context
-from redray.client import placement_groups
+from redray.client import placement_groups, task_events
 from redray.client.actor_cancel import cancel_actor_call
 from redray.client.batcher import WriteBatcher
 from redray.client.direct_calls import DirectCalls
@@ -28,6 +28,7 @@ from redray.client.node_view import NodeView
 from redray.client.notifications import NotificationReader
 from redray.client.object_table import ObjectTable
 from redray.client.ref_futures import FutureResolver
+from redray.client.task_events import TaskEventBuffer
 from redray.control import keys, results
 from redray.control.entry import Entry
 from redray.control.messages import CancelMessage, TaskMessage, xadd
@@ -91,6 +92,8 @@ class CoreClient:
         self.nodes = NodeView(self.redis)
         self.placement = Placement()
         self.batcher = WriteBatcher(self.redis)
+        #: This process's task events (client/task_events.py), sent with other writes.
+        self.task_events = TaskEventBuffer(self.commands.raw, self.batcher.add)
         self._exported: set[str] = set()
         self._owned_pending: set[str] = set()
         self._waiting_on: dict[str, list[_WaitingSubmission]] = {}
@@ -187,6 +190,7 @@ class CoreClient:
         _tracker.counts.clear()
         try:
             self.refs.close()
+            self.task_events.close()
             self.batcher.close()
             self._unregister()
             if self._reader is not None:
@@ -370,11 +374,14 @@ class CoreClient:
                 self.placement.finished(in_flight[0], in_flight[2])
             self._actor_calls.pop(ids.task_id_of(object_id), None)
             dependents = self._waiting_on.pop(object_id, [])
+            resolved = [w.spec for w in dependents if w.unresolved == {object_id}]
             self.objects.commit(object_id, entry)
             self.refs.committed(object_id)
             self._task_refs.pop(object_id, None)  # the task is done with its arguments
         if entry.kind == "e" and object_id not in _tracker.counts:
             self._report_unhandled_error(object_id)
+        for spec in resolved:
+            self.task_events.record(spec, task_events.PENDING_NODE_ASSIGNMENT)
         for waiting in dependents:
             waiting.unresolved.discard(object_id)
             if not waiting.unresolved:
@@ -440,6 +447,10 @@ class CoreClient:
                 for object_id in unresolved:
                     self._waiting_on.setdefault(object_id, []).append(waiting)
                 borrowed = [o for o in unresolved if o not in self._owned_pending]
+        self._record_submitted(
+            spec,
+            task_events.PENDING_ARGS_AVAIL if unresolved else task_events.PENDING_NODE_ASSIGNMENT,
+        )
         if not unresolved:
             self._dispatch(spec, strategy)
         elif borrowed:
@@ -448,6 +459,12 @@ class CoreClient:
         else:
             self.ensure_reader()
         return refs
+
+    def _record_submitted(self, spec: TaskSpec, state: str, actor_id: str | None = None) -> None:
+        fields = task_events.static_fields(spec, actor_id)
+        if runtime_context.current.task_id:
+            fields["parent_task_id"] = runtime_context.current.task_id
+        self.task_events.record(spec, state, **fields)
 
     def _dispatch(self, spec: TaskSpec, strategy: Any) -> None:
         failed = self._resolve_args(spec)
@@ -599,7 +616,12 @@ class CoreClient:
         results.fail_returns(
             self.commands, pipe, task_id, self.client_id, return_ids, dumps(error), final_state
         )
-        return bool(pipe.execute()[0])
+        committed = bool(pipe.execute()[0])
+        if committed and self.task_events.enabled:
+            job_id = runtime_context.current.job_id or self.job_id
+            fields = task_events.describe_error(error)
+            self.task_events.record_attempt(job_id, task_id, 0, task_events.FAILED, fields)
+        return committed
 
     def commit_results(
         self,
@@ -620,9 +642,19 @@ class CoreClient:
         results.commit_outputs(self.commands, own, spec, entries, final_state, notify_owner)
         if record_failure:
             results.record_failure(own, spec, entries[0], self.node_id)
+        self._record_end(spec, entries, final_state)
         if pipe is not None:
             return True
         return bool(own.execute()[0])
+
+    def _record_end(self, spec: TaskSpec, entries: list[Entry], final_state: str) -> None:
+        """The attempt's last event (sent with the next batch, see client/task_events.py)."""
+        if task_events.enabled_for(spec):
+            if entries and entries[0].kind == "e":
+                fields = task_events.error_fields(entries[0].data, final_state)
+                self.task_events.ended(spec, task_events.FAILED, fields)
+            else:
+                self.task_events.ended(spec, task_events.FINISHED, {})
 
     # ---- actors (added for redray/actor.py) --------------------------------------------
 
@@ -643,6 +675,7 @@ class CoreClient:
             self._owned_pending.update(spec.return_ids)
             if spec.return_ids:
                 self._actor_calls[spec.task_id] = (actor_id, list(spec.return_ids))
+        self._record_submitted(spec, task_events.SUBMITTED_TO_WORKER, actor_id)
         self.ensure_reader()  # it reads the replies of direct calls too
         if not self.direct.send(actor_id, spec, dead_error):
             payload = pickle.dumps(spec, protocol=5)

@@ -156,6 +156,7 @@ for i = 4, #ARGV do record[#record + 1] = ARGV[i] end
 redis.call('HSET', akey, 'state', 'pending', 'handles', 1, 'restarts', 0, 'name_key', name_key,
   unpack(record))
 redis.call('XGROUP', 'CREATE', key.actor_mailbox(actor_id), key.ACTOR_GROUP, '0', 'MKSTREAM')
+redis.call('SADD', key.ACTORS, actor_id)
 return ''
 
 -- command: actor_call
@@ -473,3 +474,48 @@ if name_key and name_key ~= '' and redis.call('HGET', key.NAMED_PLACEMENT_GROUPS
   redis.call('HDEL', key.NAMED_PLACEMENT_GROUPS, name_key)
 end
 return {state, redis.call('HGET', gkey, 'nodes') or ''}
+
+-- command: task_events
+-- Tables: task events (task_events:<job>, task_events:<job>:meta, task_event_jobs).
+-- Writes task event records (redray/client/task_events.py): one field per task attempt
+-- and writer ("<task id>:<attempt>[:r|:n|:c]"), each written whole by its writer, so
+-- nothing is read or merged here. A job holds at most 2 x cap records (about cap task
+-- attempts: the submitter's and the worker's record of each), `cap` from its meta hash,
+-- else the default; new records beyond it are counted in the meta's `dropped`, never
+-- silently lost. Both keys expire `ttl` s after the last write.
+-- ARGV: prefix, default cap, default ttl, then per job: job, n, then n field/record pairs
+local default_cap, default_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+local i = 4
+while i <= #ARGV do
+  local job, n = ARGV[i], tonumber(ARGV[i + 1])
+  local events = key.task_events(job)
+  local meta = key.task_events_meta(job)
+  local conf = redis.call('HMGET', meta, 'cap', 'ttl')
+  local limit = 2 * (tonumber(conf[1]) or default_cap)
+  local ttl = tonumber(conf[2]) or default_ttl
+  local first, last = i + 2, i + 1 + 2 * n
+  local count = redis.call('HLEN', events)
+  if count + n <= limit then
+    redis.call('HSET', events, unpack(ARGV, first, last))
+  else
+    local dropped = 0
+    for j = first, last, 2 do
+      if redis.call('HEXISTS', events, ARGV[j]) == 1 then
+        redis.call('HSET', events, ARGV[j], ARGV[j + 1])
+      elseif count < limit then
+        redis.call('HSET', events, ARGV[j], ARGV[j + 1])
+        count = count + 1
+      else
+        dropped = dropped + 1
+      end
+    end
+    if dropped > 0 then
+      redis.call('HINCRBY', meta, 'dropped', dropped)
+    end
+  end
+  redis.call('SADD', key.TASK_EVENT_JOBS, job)
+  redis.call('EXPIRE', events, ttl)
+  redis.call('EXPIRE', meta, ttl)
+  i = last + 1
+end
+return 1

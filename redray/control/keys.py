@@ -22,6 +22,13 @@ Keys
 | {p}node_events               | stream | {event: joined|left, node[, cause]} and               |
 |                              |        | {event: owner_died, client}: read by every client     |
 | {p}fn:{function_id}          | string | pickled function or class, exported once (SET NX)     |
+| {p}driver_jobs               | hash   | job_id -> JSON record of a driver's job (status, pid) |
+| {p}actors                    | set    | every actor id (list_actors; stale ids are dropped)   |
+| {p}task_events:{job}         | hash   | "<task id>:<attempt>[:writer]" -> a writer's record   |
+|                              |        | of a task attempt: "<rank><STATE>" line, then JSON    |
+|                              |        | event lines (client/task_events.py); capped per job   |
+| {p}task_events:{job}:meta    | hash   | cap, ttl (set by the driver), dropped (a count)       |
+| {p}task_event_jobs           | set    | jobs that recorded task events (expired ones pruned)  |
 | {p}jobs                      | hash   | submission_id -> JSON job record (status, entrypoint, |
 |                              |        | times, exit code, runtime_env, metadata)              |
 | {p}job:{id}:logs             | stream | a submitted job's output lines (capped)               |
@@ -100,6 +107,9 @@ ERRORS = PREFIX + "errors"
 CLIENTS = PREFIX + "clients"
 DEAD_OWNERS = PREFIX + "dead_owners"
 JOBS = PREFIX + "jobs"
+DRIVER_JOBS = PREFIX + "driver_jobs"
+ACTORS = PREFIX + "actors"
+TASK_EVENT_JOBS = PREFIX + "task_event_jobs"
 JOB_REQUESTS = PREFIX + "job_requests"
 JOB_MANAGER = PREFIX + "job_manager"
 NAMED_ACTORS = PREFIX + "named_actors"
@@ -134,6 +144,14 @@ def node_recovering(node_id: str) -> str:
 
 def function(function_id: str) -> str:
     return f"{PREFIX}fn:{function_id}"
+
+
+def task_events(job_id: str) -> str:
+    return f"{PREFIX}task_events:{job_id}"
+
+
+def task_events_meta(job_id: str) -> str:
+    return f"{PREFIX}task_events:{job_id}:meta"
 
 
 def job_logs(submission_id: str) -> str:

@@ -58,9 +58,36 @@ def make_app(client: redis.Redis, token: str | None) -> web.Application:
         limit = _int_param(request, "limit", 100)
         return web.json_response(await read(views.errors, limit))
 
+    async def listing(request: web.Request) -> web.Response:
+        query = request.query
+        filters = []
+        for key, value in query.items():
+            if key not in ("limit", "detail"):
+                predicate, value = ("!=", value[1:]) if value.startswith("!") else ("=", value)
+                filters.append((key, predicate, value))
+        kind = request.match_info["kind"]
+        limit = _int_param(request, "limit", 100)
+        detail = query.get("detail", "") in ("1", "true")
+        return web.json_response(await read(views.listing, kind, filters, limit, detail))
+
+    async def task(request: web.Request) -> web.Response:
+        return web.json_response(await read(views.task, request.match_info["task_id"]))
+
+    async def actor(request: web.Request) -> web.Response:
+        return web.json_response(await read(views.actor, request.match_info["actor_id"]))
+
+    async def timeline(request: web.Request) -> web.Response:
+        events = await read(views.timeline)
+        headers = {"Content-Disposition": 'attachment; filename="redray-timeline.json"'}
+        return web.json_response(events, headers=headers)
+
     app.add_routes(
         [
             web.get("/", index),
+            web.get("/api/tasks/{task_id}", task),
+            web.get("/api/actors/{actor_id}", actor),
+            web.get("/api/timeline", timeline),
+            web.get("/api/list/{kind}", listing),
             web.get("/api/overview", overview),
             web.get("/api/nodes", nodes),
             web.get("/api/nodes/{node_id}", node),

@@ -12,6 +12,19 @@ import redis
 from redray.client.node_view import read_nodes
 from redray.control import keys
 from redray.jobs import records
+from redray.util.state.api import list_from, task_summary
+from redray.util.state.timeline import chrome_trace_events
+
+#: The state API's kinds the dashboard lists, by URL name.
+LISTS = {
+    "tasks": "tasks",
+    "actors": "actors",
+    "objects": "objects",
+    "placement_groups": "placement_groups",
+    "workers": "workers",
+}
+#: Rows one list page returns at most (the server pages, the browser never holds 100k).
+MAX_LIMIT = 1000
 
 #: Error records the errors view returns at most.
 MAX_ERRORS = 1000
@@ -83,9 +96,51 @@ def overview(client: redis.Redis) -> dict[str, Any]:
             name: {"total": total[name], "used": total[name] - available[name]} for name in total
         },
         "queued_tasks": sum(n["queued_tasks"] for n in alive),
+        "tasks": task_counts(client),
         "jobs": job_states,
         "errors": client.llen(keys.ERRORS),
     }
+
+
+def listing(
+    client: redis.Redis, kind: str, filters: list[tuple[str, str, str]], limit: int, detail: bool
+) -> list[dict[str, Any]]:
+    """A state API list (`redray list <kind>`), filtered before the limit."""
+    if kind not in LISTS:
+        raise NotFound(f"no list {kind!r}; the lists are {', '.join(LISTS)}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}; got {limit}")
+    return [row.asdict() for row in list_from(client, LISTS[kind], filters, limit, detail)]
+
+
+def task(client: redis.Redis, task_id: str) -> dict[str, Any]:
+    """Every recorded attempt of one task, in full."""
+    attempts = listing(client, "tasks", [("task_id", "=", task_id)], MAX_LIMIT, detail=True)
+    if not attempts:
+        raise NotFound(f"no task {task_id!r} recorded in this cluster")
+    attempts.sort(key=lambda attempt: attempt.get("attempt_number") or 0)
+    return {"task_id": task_id, "attempts": attempts}
+
+
+def actor(client: redis.Redis, actor_id: str) -> dict[str, Any]:
+    found = listing(client, "actors", [("actor_id", "=", actor_id)], 1, detail=True)
+    if not found:
+        raise NotFound(f"no actor {actor_id!r} in this cluster")
+    calls = listing(client, "tasks", [("actor_id", "=", actor_id)], 100, detail=False)
+    return {**found[0], "calls": calls}
+
+
+def task_counts(client: redis.Redis) -> dict[str, Any]:
+    """Tasks by state, over every job's recorded history."""
+    counts: dict[str, int] = {}
+    for entry in task_summary(client)["cluster"]["summary"].values():
+        for state, count in entry["state_counts"].items():
+            counts[state] = counts.get(state, 0) + count
+    return counts
+
+
+def timeline(client: redis.Redis) -> list[dict[str, Any]]:
+    return chrome_trace_events(client)
 
 
 def _job(found: records.JobInfo) -> dict[str, Any]:

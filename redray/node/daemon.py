@@ -22,6 +22,8 @@ from typing import Any
 
 import redis
 
+from redray.client import task_events
+from redray.client.task_events import NODE, TaskEventBuffer
 from redray.control import keys, results
 from redray.control.direct_marker import started_marker
 from redray.control.messages import (
@@ -57,6 +59,7 @@ from redray.scheduler.node_core import (
     Kill,
     NodeAction,
     NodeCore,
+    QueuedTaskCancelled,
     RetryTask,
 )
 from redray.task_spec import TaskSpec
@@ -108,6 +111,9 @@ class NodeDaemon:
         self._owner_fd: int | None = None
         #: The I/O of placement group bundles (redray/node/bundles.py).
         self.placement_groups = NodePlacementGroups(self)
+        #: Task events this daemon records (cancelled queued tasks, lost workers); they are
+        #: sent with its batched writes, never on their own (no thread: see _close_in_child).
+        self.task_events = TaskEventBuffer(self.commands.raw)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -317,6 +323,7 @@ class NodeDaemon:
         pipe = self.redis.pipeline(transaction=False)
         pipe.xack(self._queue_key, keys.QUEUE_GROUP, *self._to_ack)
         pipe.xdel(self._queue_key, *self._to_ack)
+        self._add_task_events(pipe)
         pipe.execute()
         self._to_ack = []
 
@@ -333,6 +340,10 @@ class NodeDaemon:
                     pass  # its death is handled when the channel reports EOF
             elif isinstance(action, Ack):
                 self._to_ack.append(action.entry_id)
+            elif isinstance(action, QueuedTaskCancelled):
+                fields = task_events.error_fields(b"", "cancelled")
+                spec = action.task.spec
+                self.task_events.record(spec, task_events.FAILED, None, NODE, **fields)
             elif isinstance(action, StartWorkers):
                 for _ in range(action.count):
                     worker = self.pool.start()
@@ -392,6 +403,12 @@ class NodeDaemon:
         failure = results.error_entries(data, 1)[0]
         pipe = self.redis.pipeline(transaction=False)
         results.record_failure(pipe, spec, failure, self.node_id, retrying=retry, cause=how)
+        error_fields = task_events.describe_error(error)
+        if retry:
+            self.task_events.retrying(spec, error_fields, NODE)
+        else:
+            self.task_events.record(spec, task_events.FAILED, None, NODE, **error_fields)
+        self._add_task_events(pipe)
         if retry:
             spec.attempt += 1
             payload = pickle.dumps(spec, protocol=5)
@@ -401,6 +418,11 @@ class NodeDaemon:
                 self.commands, pipe, spec.task_id, spec.owner, spec.return_ids, data
             )
         pipe.execute()
+
+    def _add_task_events(self, pipe: redis.client.Pipeline) -> None:
+        command = self.task_events.drain()
+        if command is not None:
+            pipe.execute_command(*command)
 
     # ---- actors ----------------------------------------------------------------------
 

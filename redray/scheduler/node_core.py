@@ -28,6 +28,14 @@ class Ack:
 
 
 @dataclass
+class QueuedTaskCancelled:
+    """A queued task was dropped by cancel() (its canceller committed the error): a task
+    event records it."""
+
+    task: QueuedTask
+
+
+@dataclass
 class Kill:
     """Signal a worker: interrupt the task it runs (SIGINT), or kill it (`force`: SIGKILL)."""
 
@@ -78,7 +86,15 @@ class ActorOfGroupDead:
 
 
 NodeAction = (
-    Action | Ack | Kill | RetryTask | FailTask | ActorExited | GroupRemoved | ActorOfGroupDead
+    Action
+    | Ack
+    | QueuedTaskCancelled
+    | Kill
+    | RetryTask
+    | FailTask
+    | ActorExited
+    | GroupRemoved
+    | ActorOfGroupDead
 )
 
 
@@ -112,7 +128,7 @@ class NodeCore:
         self.mark_cancelled(task_id)
         queued = self.scheduler.remove_queued(task_id)
         if queued is not None:
-            return [Ack(queued.entry_id)]
+            return [Ack(queued.entry_id), QueuedTaskCancelled(queued)]
         worker_id = self.scheduler.running_task_worker(task_id)
         return [Kill(worker_id, force)] if worker_id is not None else []
 

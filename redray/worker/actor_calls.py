@@ -101,6 +101,7 @@ class ActorCalls:
         current.task_id = spec.task_id
         current.task_name = spec.name
         current.function_name = f"{type(self.instance).__module__}.{spec.name}"
+        self.client.task_events.running(spec, current.node_id, current.worker_id)
 
     def _outputs(self, spec: TaskSpec, result: Any) -> tuple[list[Entry], BaseException | None]:
         """Store a call's return values; a generator method streams its items first."""

@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 from redray import generators, runtime_context
+from redray.client import task_events
 from redray.client.core import CoreClient
 from redray.control import keys, results
 from redray.control.entry import Entry
@@ -76,6 +77,7 @@ class TaskExecutor:
         current.gpu_ids = gpu_ids
         current.assigned_resources = {name: float(value) for name, value in spec.demand.items()}
         current.placement_group = spec.extra.get("pg")
+        self._client.task_events.running(spec, current.node_id, current.worker_id)
         if gpu_ids or spec.demand.get("GPU"):
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpu_ids)
 
@@ -228,6 +230,11 @@ class TaskExecutor:
         client = self._client
         pipe = client.redis.pipeline(transaction=False)
         results.record_failure(pipe, spec, failure, client.node_id, retrying=True)
+        error = task_events.error_fields(failure.data)
+        client.task_events.retrying(spec, error, task_events.RUNNER)
+        events = client.task_events.drain()
+        if events is not None:
+            pipe.execute_command(*events)
         spec.attempt += 1
         payload = pickle.dumps(spec, protocol=5)
         client.commands.call("requeue_task", spec.task_id, client.node_id or "", payload, pipe=pipe)
