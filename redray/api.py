@@ -9,6 +9,7 @@ import logging
 import operator
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from redray import runtime_context, session
 from redray.client.core import CoreClient
 from redray.client.node_view import read_nodes
+from redray.client.worker_logs import start_worker_log_printer
 from redray.cluster import EmbeddedCluster, resolve_address, start_embedded_cluster
 from redray.control import keys
 from redray.generators import ObjectRefGenerator
@@ -129,6 +131,7 @@ def init(
                 num_gpus=num_gpus,
                 resources=resources,
                 object_store_memory=object_store_memory,
+                metrics_export_port=kwargs.get("_metrics_export_port"),
             )
             redis_kwargs, node_id, shown_address = (
                 cluster.redis_kwargs,
@@ -163,6 +166,8 @@ def init(
             task_events_max_per_job,
             task_events_ttl_s,
         )
+        if kwargs.get("log_to_driver", True):
+            start_worker_log_printer(client)
         _cluster = cluster
         session.set_client(client, shown_address)
         if cluster is not None and include_dashboard:
@@ -306,6 +311,9 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
             cluster.stop()
         runtime_context.current.job_id = ""
         runtime_context.current.runtime_env = None
+        user_metrics = sys.modules.get("redray.util.metrics")
+        if user_metrics is not None:  # its node's metrics directory is gone with the node
+            user_metrics.forget_node_directory()
 
 
 atexit.register(shutdown)
@@ -444,6 +452,7 @@ def nodes() -> list[dict[str, Any]]:
                 "NodeID": state.node_id,
                 "Alive": alive,
                 "NodeManagerAddress": state.address,
+                "MetricsExportPort": state.extra.get("metrics_export_port"),
                 "NodeManagerHostname": state.hostname,
                 "NodeName": state.address,
                 "Resources": dict(state.total),

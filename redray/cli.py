@@ -34,7 +34,7 @@ from typing import Any
 import psutil
 import redis
 
-from redray import cli_jobs, cli_state, ids
+from redray import cli_jobs, cli_logs, cli_state, ids
 from redray.client.node_view import read_nodes
 from redray.cluster import (
     connect_kwargs,
@@ -220,6 +220,8 @@ def _start_node(
         "prestart_workers": max(1, int(total["CPU"])),
         # With --block the node must not outlive this command, even if it is SIGKILLed.
         "owner_pid": os.getpid() if args.block else None,
+        "log_dir": str(session / "logs" / node_id),
+        "metrics_export_port": args.metrics_export_port,
     }
     if password:
         os.environ[PASSWORD_ENV] = password
@@ -663,6 +665,11 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--resources", help="custom resources as JSON, e.g. '{\"special\": 1}'")
     start.add_argument("--object-store-memory", type=int, help="bytes")
     start.add_argument(
+        "--metrics-export-port",
+        type=int,
+        help="serve this node's Prometheus metrics on this port (0: any free port)",
+    )
+    start.add_argument(
         "--block", action="store_true", help="stay in the foreground; SIGTERM stops it all"
     )
     start.add_argument(
@@ -702,6 +709,12 @@ def _parser() -> argparse.ArgumentParser:
         command.set_defaults(handler=handler)
     cli_jobs.add_parser(commands, PASSWORD_ENV)
     cli_state.add_commands(commands, _add_cluster_arguments)
+
+    logs = commands.add_parser("logs", help="show workers' output (of a task, actor, worker...)")
+    logs.add_argument("--address", help="HOST:PORT (default: this machine's cluster)")
+    logs.add_argument("--redis-password", help=f"Redis password (or ${PASSWORD_ENV})")
+    cli_logs.configure(logs)
+    logs.set_defaults(handler=lambda args: cli_logs.run(args, _cluster_client(args)[1]))
     return parser
 
 

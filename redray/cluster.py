@@ -177,6 +177,7 @@ def start_embedded_cluster(
     num_gpus: float | None,
     resources: dict[str, float] | None,
     object_store_memory: int | None,
+    metrics_export_port: int | None = None,
 ) -> EmbeddedCluster:
     session_dir = tempfile.mkdtemp(prefix="redray-session-")
     server = start_redis(unix_socket=os.path.join(session_dir, "redis.sock"))
@@ -192,6 +193,8 @@ def start_embedded_cluster(
         "prestart_workers": max(1, int(total["CPU"])),
         "owner_pid": os.getpid(),
         "owned_redis_pid": server.process.pid,
+        "log_dir": os.path.join(session_dir, "logs"),
+        "metrics_export_port": metrics_export_port,
     }
     try:
         daemon, _ = start_node_process(config)

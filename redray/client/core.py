@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -57,7 +57,13 @@ from redray.scheduler.placement import Placement
 from redray.task_spec import Arg, TaskSpec
 from redray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+if TYPE_CHECKING:
+    from redray.client.worker_logs import WorkerLogPrinter
+    from redray.worker.output import WorkerOutput
+
 logger = logging.getLogger(__name__)
+#: How long a job's worker output stays in Redis after its driver ends (`redray logs`).
+LOG_HISTORY_SECONDS = 3600
 
 
 @dataclass
@@ -111,6 +117,10 @@ class CoreClient:
         #: Set by a worker so its node daemon can lend the task's CPU while it blocks.
         self.on_block: Callable[[], None] | None = None
         self.on_unblock: Callable[[], None] | None = None
+        #: A worker's stdout/stderr capture (worker/output.py): its lines ride on commits.
+        self.output: WorkerOutput | None = None
+        #: A driver's printer of its job's worker output (client/worker_logs.py).
+        self.worker_logs: WorkerLogPrinter | None = None
         self._init_object_store()
         _tracker.on_zero = self._on_last_ref_dropped
         self.direct = DirectCalls(self)
@@ -196,6 +206,9 @@ class CoreClient:
             if self._reader is not None:
                 self._reader.stop()
             self.futures.close()
+            if self.worker_logs is not None:
+                self.worker_logs.close()
+                self.redis.expire(keys.logs(self.job_id), LOG_HISTORY_SECONDS)
             self.direct.close()
             self.redis.delete(keys.notify(self.client_id))
         except redis.RedisError:
@@ -639,6 +652,8 @@ class CoreClient:
         self.refs.flush()
         self.batcher.flush()
         own = pipe or self.redis.pipeline(transaction=False)
+        if self.output is not None:  # the task's output lands before its result
+            self.output.write_pending(own, spec)
         results.commit_outputs(self.commands, own, spec, entries, final_state, notify_owner)
         if record_failure:
             results.record_failure(own, spec, entries[0], self.node_id)

@@ -82,18 +82,29 @@ class NotificationReader(threading.Thread):
         newest_event = self._redis.xrevrange(keys.NODE_EVENTS, count=1)
         last_event = newest_event[0][0] if newest_event else "0-0"
         refreshed = time.monotonic()
+        # The driver's job's worker output (client/worker_logs.py), read by the same XREAD.
+        printer = client.worker_logs
+        log_stream = keys.logs(client.job_id) if printer is not None else None
+        last_log = "0-0"
         while not self._stopping:
             commands: list[tuple] = []
             if last_seen != "0-0":
                 commands.append(("XTRIM", self._stream, "MINID", last_seen))
-            commands.append(
-                ("XREAD", "COUNT", _BATCH, "BLOCK", _BLOCK_MS, "STREAMS",
-                 self._stream, keys.NODE_EVENTS, last_seen, last_event)
-            )  # fmt: skip
+            names, ids = [self._stream, keys.NODE_EVENTS], [last_seen, last_event]
+            if log_stream is not None:
+                names.append(log_stream)
+                ids.append(last_log)
+            commands.append(("XREAD", "COUNT", _BATCH, "BLOCK", _BLOCK_MS, "STREAMS", *names, *ids))
             replies = self._execute_serving_direct_calls(commands)
             streams = stream_entries(replies[-1])
+            # Output first: a task's lines are printed before its result wakes get().
+            streams.sort(key=lambda stream: stream[0].decode() != log_stream)
             for name, entries in streams:
-                if name.decode() == self._stream:
+                if name.decode() == log_stream:
+                    assert printer is not None
+                    last_log = entries[-1][0]
+                    printer.on_entries(entries)
+                elif name.decode() == self._stream:
                     for entry_id, fields in entries:
                         last_seen = entry_id
                         if b"stop" in fields:
@@ -109,6 +120,8 @@ class NotificationReader(threading.Thread):
                     client.nodes.refresh()
                     refreshed = time.monotonic()
                     client.retry_infeasible()
+            if printer is not None:
+                printer.on_idle()
             if time.monotonic() - refreshed > REFRESH_SECONDS * 5:
                 client.nodes.refresh()
                 refreshed = time.monotonic()

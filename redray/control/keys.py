@@ -29,6 +29,8 @@ Keys
 |                              |        | event lines (client/task_events.py); capped per job   |
 | {p}task_events:{job}:meta    | hash   | cap, ttl (set by the driver), dropped (a count)       |
 | {p}task_event_jobs           | set    | jobs that recorded task events (expired ones pruned)  |
+| {p}logs:{job_id}             | stream | workers' stdout/stderr lines of one job, in batches   |
+|                              |        | (capped; read by the job's driver, `redray logs`)     |
 | {p}jobs                      | hash   | submission_id -> JSON job record (status, entrypoint, |
 |                              |        | times, exit code, runtime_env, metadata)              |
 | {p}job:{id}:logs             | stream | a submitted job's output lines (capped)               |
@@ -144,6 +146,14 @@ def node_recovering(node_id: str) -> str:
 
 def function(function_id: str) -> str:
     return f"{PREFIX}fn:{function_id}"
+
+
+def logs(job_id: str) -> str:
+    return f"{PREFIX}logs:{job_id}"
+
+
+#: Pattern matching every job's log stream (for `redray logs`).
+LOGS_PATTERN = PREFIX + "logs:*"
 
 
 def task_events(job_id: str) -> str:

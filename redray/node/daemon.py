@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ from redray.control.scripts import Commands
 from redray.exceptions import ActorDiedError, WorkerCrashedError
 from redray.host import node_ip
 from redray.node.bundles import NodePlacementGroups
+from redray.node.metrics import NodeMetrics
 from redray.node.owners import OwnerReaper
 from redray.node.recovery import NodeRecovery
 from redray.node.redis_launcher import wait_until_up
@@ -63,6 +65,7 @@ from redray.scheduler.node_core import (
     RetryTask,
 )
 from redray.task_spec import TaskSpec
+from redray.worker.output import OutputPlace
 
 HEARTBEAT_SECONDS = 0.5
 HEARTBEAT_TTL_SECONDS = 5
@@ -87,6 +90,11 @@ class NodeConfig:
     owned_redis_pid: int | None = None
     ready_fd: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    #: Where workers keep their stdout/stderr files (`redray logs`); default: a directory
+    #: per node under the system's temporary directory.
+    log_dir: str | None = None
+    #: Serve Prometheus metrics on this port (0: any free port); None: no metrics.
+    metrics_export_port: int | None = None
 
 
 class NodeDaemon:
@@ -102,7 +110,15 @@ class NodeDaemon:
         self.core = NodeCore(dict(config.resources))
         self.scheduler = self.core.scheduler
         self.selector = selectors.DefaultSelector()
-        self.pool = WorkerPool(config.redis_kwargs, config.node_id, self._close_in_child)
+        self.log_dir = config.log_dir or os.path.join(
+            tempfile.gettempdir(), f"redray-logs-{config.node_id}"
+        )
+        self.pool = WorkerPool(
+            config.redis_kwargs,
+            config.node_id,
+            self._close_in_child,
+            OutputPlace(self.log_dir, node_ip()),
+        )
         self._queue_key = keys.node_queue(config.node_id)
         self._queue_reader = RawConnection(self.redis)
         self._to_ack: list[str] = []
@@ -111,6 +127,8 @@ class NodeDaemon:
         self._owner_fd: int | None = None
         #: The I/O of placement group bundles (redray/node/bundles.py).
         self.placement_groups = NodePlacementGroups(self)
+        #: Prometheus metrics (node/metrics.py), when a port was given.
+        self.metrics: NodeMetrics | None = None
         #: Task events this daemon records (cancelled queued tasks, lost workers); they are
         #: sent with its batched writes, never on their own (no thread: see _close_in_child).
         self.task_events = TaskEventBuffer(self.commands.raw)
@@ -118,6 +136,13 @@ class NodeDaemon:
     # ---- lifecycle -------------------------------------------------------------------
 
     def run(self) -> None:
+        if self.config.metrics_export_port is not None:  # before any worker is forked
+            self.metrics = NodeMetrics(
+                self.node_id,
+                os.path.join(self.log_dir, "metrics"),
+                node_ip(),
+                self.config.metrics_export_port,
+            )
         self._register()
         self._install_signal_handlers()
         self._watch_owner()
@@ -146,6 +171,8 @@ class NodeDaemon:
             "pid": os.getpid(),
             "store_dir": str(self.store.directory),
             "labels": self.config.labels,
+            "log_dir": self.log_dir,
+            "metrics_export_port": self.metrics.port if self.metrics else None,
             "started": time.time(),
             **store_fields,
         }
@@ -209,6 +236,8 @@ class NodeDaemon:
 
     def _shutdown(self) -> None:
         self.pool.stop_all()
+        if self.metrics is not None:
+            self.metrics.close()
         self._stop_object_store()
         shutil.rmtree(packages.cache_directory(self.node_id), ignore_errors=True)
         # A node declared dead leaves its record and queue to the daemon recovering them.
@@ -249,6 +278,8 @@ class NodeDaemon:
                 if not self.recovery.tick(self._heartbeat_value(), HEARTBEAT_TTL_SECONDS):
                     return  # declared dead while alive (too slow): leave, as Ray's raylets do
                 self.owners.release_dead()  # drivers of this node that died
+                if self.metrics is not None:
+                    self.metrics.update(self)
                 next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
 
     def _retire_surplus_workers(self) -> None:
@@ -373,6 +404,8 @@ class NodeDaemon:
             if kind == "ready":
                 self._execute(self.core.worker_ready(worker_id))
             elif kind == "done":
+                if self.metrics is not None and self.scheduler.task_of(worker_id) is not None:
+                    self.metrics.task_finished()
                 self._execute(self.core.task_done(worker_id, retire=message[2]))
             elif kind == "blocked":
                 self._execute(self.core.worker_blocked(worker_id))

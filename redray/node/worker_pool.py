@@ -20,6 +20,7 @@ import redray.worker.actor_runtime  # noqa: F401  (imported once here, not by ea
 from redray import ids
 from redray.control.channel import Channel
 from redray.worker.main import run_worker
+from redray.worker.output import OutputPlace
 
 
 @dataclass
@@ -45,8 +46,10 @@ class WorkerPool:
         redis_kwargs: dict[str, Any],
         node_id: str,
         close_in_child: Callable[[], None],
+        output: OutputPlace,
     ) -> None:
         self._redis_kwargs = redis_kwargs
+        self._output = output
         self._node_id = node_id
         self._close_in_child = close_in_child
         self.workers: dict[str, WorkerProcess] = {}
@@ -61,7 +64,9 @@ class WorkerPool:
                 self._close_in_child()
                 for worker in self.workers.values():
                     worker.channel.close()
-                run_worker(Channel(theirs), self._redis_kwargs, self._node_id, worker_id)
+                run_worker(
+                    Channel(theirs), self._redis_kwargs, self._node_id, worker_id, self._output
+                )
             finally:
                 os._exit(1)
         theirs.close()

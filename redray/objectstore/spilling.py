@@ -25,6 +25,7 @@ import redis
 
 from redray.control import keys
 from redray.exceptions import ObjectStoreFullError, OutOfDiskError
+from redray.objectstore import spill_stats
 from redray.objectstore.shm_store import MakeRoom, SharedMemoryStore, map_pinned
 
 
@@ -101,6 +102,7 @@ def spill(store: SharedMemoryStore, object_id: str) -> bool:
             store.spill_directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             _copy(fd, store.spill_path(object_id))
             store.path(object_id).unlink()
+            spill_stats.record(store.directory, spill_stats.SPILLED, os.fstat(fd).st_size)
             return True
         finally:
             os.close(fd)
@@ -135,6 +137,7 @@ def restore(store: SharedMemoryStore, object_id: str, make_room_for: MakeRoom) -
                 reservation.abort()
                 raise
             reservation.seal()
+            spill_stats.record(store.directory, spill_stats.RESTORED, size)
         finally:
             os.close(source)
         spilled.unlink(missing_ok=True)

@@ -225,6 +225,15 @@ class LocalScheduler:
     def queued_count(self) -> int:
         return sum(len(queue) for queue in self._queues.values())
 
+    @property
+    def running_count(self) -> int:
+        """Tasks running on workers now (actors not counted)."""
+        return len(self._running)
+
+    @property
+    def actor_count(self) -> int:
+        return len(self._actors)
+
     # ---- decisions -------------------------------------------------------------------
 
     def _release(self, worker_id: str) -> None:

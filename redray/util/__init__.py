@@ -1,5 +1,5 @@
 """Utilities with Ray's names: scheduling strategies, placement groups, ActorPool, queue,
-multiprocessing and joblib."""
+multiprocessing, joblib and progress bars."""
 
 import importlib
 from typing import Any
@@ -33,6 +33,7 @@ __all__ = [
     "map_unordered",
     "placement_group",
     "placement_group_table",
+    "progress",
     "register_serializer",
     "remove_placement_group",
     "scheduling_strategies",
@@ -46,4 +47,8 @@ _LAZY_SUBMODULES = ("joblib", "multiprocessing", "queue")
 def __getattr__(name: str) -> Any:
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name == "progress":  # imported on first use: tqdm takes ~0.1 s to import
+        from redray.util.progress_bar import progress
+
+        return progress
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

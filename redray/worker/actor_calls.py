@@ -89,6 +89,8 @@ class ActorCalls:
             actor_id=self.actor_id,
         )
         self.client.commands.call("actor_dead", self.actor_id, dumps(error), "0")
+        if self.client.output is not None:
+            self.client.output.close()
         os._exit(0)
 
     def _value(self, arg: Arg) -> Any:

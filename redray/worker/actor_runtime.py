@@ -87,6 +87,8 @@ def run_actor(
             server.close()
         return
     channel.send(("actor_started", actor_id, spec.extra.get("held", {})))
+    if client.output is not None:  # its output's prefix: (MyActor pid=...)
+        client.output.actor_label = spec.extra.get("class_name", "Actor")
     executor._enter(spec, gpu_ids)
     current = runtime_context.current
     current.actor_id = actor_id
@@ -113,6 +115,8 @@ def run_actor(
     finally:
         current.task_id = None
         current.task_name = None
+    if client.output is not None and type(instance).__repr__ is not object.__repr__:
+        client.output.actor_label = repr(instance)  # as Ray: a custom __repr__ names the actor
     ready = client.store_serialized(spec.return_ids[0], serialize(None))
     client.commit_results(spec, [ready], record_failure=False)
     ActorRuntime(client, executor, spec, instance, worker_id, server).serve()

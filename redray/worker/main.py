@@ -12,15 +12,22 @@ from redray.client.core import CoreClient
 from redray.control.channel import Channel
 from redray.worker.executor import TaskExecutor
 from redray.worker.functions import FunctionCache
+from redray.worker.output import OutputPlace, WorkerOutput
 
 
 def run_worker(
-    channel: Channel, redis_kwargs: dict[str, Any], node_id: str, worker_id: str
+    channel: Channel,
+    redis_kwargs: dict[str, Any],
+    node_id: str,
+    worker_id: str,
+    output: OutputPlace,
 ) -> NoReturn:
     """Entry point of a forked worker process; never returns."""
     _die_with_parent()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    captured = WorkerOutput(redis_kwargs, node_id, worker_id, output.ip, output.log_dir)
     client = CoreClient(redis_kwargs, node_id=node_id, job_id="", namespace="", kind="worker")
+    client.output = captured
     client.on_block = lambda: channel.send(("blocked",))
     client.on_unblock = lambda: channel.send(("unblocked",))
     session.set_client(client)
@@ -56,6 +63,7 @@ def run_worker(
     except (EOFError, OSError):
         code = 1  # the node daemon is gone: nothing left to work for
     finally:
+        captured.close()
         client.close()
     os._exit(code)
 

@@ -32,6 +32,13 @@ class CommandRecorder:
     def ltrim(self, key: str, start: int, end: int) -> None:
         self.commands.append(("LTRIM", key, start, end))
 
+    def xadd(
+        self, key: str, fields: dict[str, Any], maxlen: int | None = None, approximate: bool = True
+    ) -> None:
+        trim = ("MAXLEN", "~" if approximate else "=", maxlen) if maxlen is not None else ()
+        flat = [item for pair in fields.items() for item in pair]
+        self.commands.append(("XADD", key, *trim, "*", *flat))
+
     def xack(self, key: str, group: str, *entry_ids: Any) -> None:
         self.commands.append(("XACK", key, group, *entry_ids))
 
