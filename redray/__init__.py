@@ -29,9 +29,9 @@ from redray.api import (
     shutdown,
     wait,
 )
+from redray.decorators import remote
 from redray.generators import ObjectRefGenerator
 from redray.object_ref import ObjectRef
-from redray.remote_function import remote
 from redray.util.state.timeline import timeline
 
 __version__ = "0.1.0"

@@ -26,9 +26,10 @@ from typing import Any
 
 import cloudpickle
 
-from redray import api, generators, ids, runtime_context
+from redray import generators, ids, runtime_context, session
 from redray import options as options_module
 from redray.control import keys
+from redray.control.messages import KillMessage, xadd
 from redray.exceptions import ActorAlreadyExistsError, ActorDiedError
 from redray.object_ref import ObjectRef
 from redray.objectstore.serialization import dumps
@@ -163,7 +164,7 @@ class ActorClass:
         opts = self._options
         resolved = options_module.resolve_actor_options(opts, is_asyncio=export.is_asyncio)
         placement, held = options_module.actor_resource_demand(opts)
-        client = api.current_client()
+        client = session.current_client()
         export.ensure()
         assert export.pickled is not None
         client.export_function(export.function_id, export.pickled)
@@ -258,7 +259,7 @@ class ActorHandle:
         self._class_name = class_name
         self._methods = methods
         self._ready = _ready
-        self._client = api.current_client()
+        self._client = session.current_client()
         self._dead_error: bytes | None = None
         if _acquire:
             self._client.commands.call("actor_handle_acquire", actor_id, _token)
@@ -287,7 +288,7 @@ class ActorHandle:
     def __reduce__(self) -> tuple[Any, ...]:
         token = os.urandom(8).hex()
         actor_id = self._actor_id_hex
-        client = api.current_client()
+        client = session.current_client()
 
         client.batcher.add("HINCRBY", keys.actor(actor_id), "handles", 1)
         client.batcher.add("SADD", keys.actor_tokens(actor_id), token)
@@ -296,8 +297,7 @@ class ActorHandle:
     def __del__(self) -> None:
         try:
             client = self._client
-            session = api._session
-            if session is None or session.client is not client:
+            if session.client_if_connected() is not client:
                 return
             actor_id = self._actor_id_hex
             client.batcher.add(*client.commands.raw("actor_handle_release", actor_id))
@@ -391,7 +391,7 @@ class ActorMethod:
                 signature.bind(*args, **kwargs)
             except TypeError as error:
                 raise TypeError(f"{qualified}.remote(): {error}") from None
-        client = api.current_client()
+        client = session.current_client()
         task_id = ids.new_task_id()
         num_returns = self._num_returns
         extra: dict[str, Any] = {"method": self._name}
@@ -445,7 +445,7 @@ def _handle_from_record(client: Any, actor_id: str) -> ActorHandle:
 def list_named_actors(all_namespaces: bool = False) -> list[Any]:
     """The names of the live named actors of the current namespace; with `all_namespaces`,
     {"name", "namespace"} of every live named actor (as Ray's ray.util.list_named_actors)."""
-    client = api.current_client()
+    client = session.current_client()
     named = [(k.decode(), v.decode()) for k, v in client.redis.hgetall(keys.NAMED_ACTORS).items()]
     pipe = client.redis.pipeline(transaction=False)
     for _, actor_id in named:
@@ -471,7 +471,7 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
         raise ValueError("Please supply a non-empty value to get_actor")
     if namespace is not None and (not isinstance(namespace, str) or not namespace):
         raise ValueError("namespace must be None or a non-empty string")
-    client = api.current_client()
+    client = session.current_client()
     namespace = namespace or runtime_context.current_namespace(client)
     actor_id = client.redis.hget(keys.NAMED_ACTORS, f"{namespace}\x00{name}")
     state = client.redis.hget(keys.actor(actor_id.decode()), "state") if actor_id else None
@@ -492,7 +492,7 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
         raise ValueError(
             f"redray.kill() only supports actors; got an object of type {type(actor).__name__}."
         )
-    client = api.current_client()
+    client = session.current_client()
     client.batcher.flush()
     actor_id = actor._actor_id_hex
     client.direct.unlink(actor_id)
@@ -506,7 +506,8 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     else:
         node = client.redis.hget(keys.actor(actor_id), "node")
         if node is not None:
-            client.redis.xadd(keys.node_queue(node.decode()), {"kill": actor_id})
+            kill_request = KillMessage(actor_id)
+            client.redis.execute_command(*xadd(keys.node_queue(node.decode()), kill_request))
 
 
 def kill_owned_actors(client: Any) -> None:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from redray import runtime_context
+from redray import runtime_context, session
 from redray.client.core import CoreClient
 from redray.client.node_view import read_nodes
 from redray.client.worker_logs import start_worker_log_printer
@@ -42,17 +42,12 @@ _IGNORED_INIT_KWARGS = {
 }  # fmt: skip
 
 
-class _Session:
-    def __init__(self, client: CoreClient, address: str, cluster: EmbeddedCluster | None):
-        self.client = client
-        self.address = address
-        self.cluster = cluster
-        #: The embedded cluster's dashboard process and its URL, when it has one.
-        self.dashboard: subprocess.Popen | None = None
-        self.dashboard_url: str | None = None
-
-
-_session: _Session | None = None
+#: The embedded cluster init() started (None when joined to a running one), and its
+#: dashboard process and URL when it has one; the current client itself is in
+#: redray/session.py.
+_cluster: EmbeddedCluster | None = None
+_dashboard: subprocess.Popen | None = None
+_dashboard_url: str | None = None
 _lock = threading.RLock()
 
 
@@ -109,15 +104,15 @@ def init(
     `task_events_max_num_task_in_gcs` also works) bounds its history, which is kept
     `task_events_ttl_s` seconds (default a day) after its last event.
     """
-    global _session
+    global _cluster
     unknown = set(kwargs) - _IGNORED_INIT_KWARGS
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {sorted(unknown)}")
     with _lock:
-        if _session is not None:
+        if session.is_connected():
             if ignore_reinit_error:
                 logger.info("Calling redray.init() again after it has already been called.")
-                return _context(_session)
+                return _context()
             raise RuntimeError(
                 "Maybe you called redray.init twice by accident? This error can be suppressed "
                 "by passing in 'ignore_reinit_error=True' or by calling 'redray.shutdown()' "
@@ -180,16 +175,17 @@ def init(
         )
         if kwargs.get("log_to_driver", True):
             start_worker_log_printer(client)
-        _session = _Session(client, shown_address, cluster)
+        _cluster = cluster
+        session.set_client(client, shown_address)
         if cluster is not None and include_dashboard:
-            _start_dashboard(_session, dashboard_host, dashboard_port)
+            _start_dashboard(cluster, dashboard_host, dashboard_port)
         runtime_context.current.runtime_env = job_env
         runtime_context.current.job_id = client.job_id
         runtime_context.current.node_id = node_id or ""
         runtime_context.current.namespace = client.namespace or client.job_id
         runtime_context.current.worker_id = client.client_id
         runtime_context.current.mode = "driver"
-        return _context(_session)
+        return _context()
 
 
 def _exit_on_sigterm() -> None:
@@ -231,30 +227,31 @@ def _start_job(
     )
 
 
-def _context(session: _Session) -> RayContext:
+def _context() -> RayContext:
+    address = session.current_address()
     return RayContext(
-        address=session.address,
-        redis_address=session.address,
-        gcs_address=session.address,
-        node_id=session.client.node_id,
-        session_dir=session.cluster.session_dir if session.cluster else None,
-        webui_url=session.dashboard_url,
+        address=address,
+        redis_address=address,
+        gcs_address=address,
+        node_id=session.current_client().node_id,
+        session_dir=_cluster.session_dir if _cluster else None,
+        webui_url=_dashboard_url,
     )
 
 
-def _start_dashboard(session: _Session, host: str, port: int | None) -> None:
+def _start_dashboard(cluster: EmbeddedCluster, host: str, port: int | None) -> None:
     from pathlib import Path
 
     from redray.dashboard.launcher import DEFAULT_PORT, start_dashboard
 
-    assert session.cluster is not None
+    global _dashboard, _dashboard_url
     try:
-        session.dashboard, session.dashboard_url, _ = start_dashboard(
-            session.cluster.redis_kwargs,
+        _dashboard, _dashboard_url, _ = start_dashboard(
+            cluster.redis_kwargs,
             None,
             host,
             port or DEFAULT_PORT,
-            Path(session.cluster.session_dir) / "dashboard.log",
+            Path(cluster.session_dir) / "dashboard.log",
             owner_pid=os.getpid(),
         )
     except BaseException:
@@ -265,7 +262,7 @@ def _start_dashboard(session: _Session, host: str, port: int | None) -> None:
 def _next_job_id(redis_kwargs: dict[str, Any]) -> str:
     import redis
 
-    number = redis.Redis(**redis_kwargs).incr(keys.PREFIX + "job_counter")
+    number = redis.Redis(**redis_kwargs).incr(keys.JOB_COUNTER)
     return f"{number:08x}"
 
 
@@ -294,40 +291,42 @@ def _check_resources(
 
 
 def is_initialized() -> bool:
-    return _session is not None
+    return session.is_connected()
 
 
 def shutdown(_exiting_interpreter: bool = False) -> None:
     """Disconnect; an embedded cluster is stopped with every process it started."""
-    global _session
+    global _cluster, _dashboard, _dashboard_url
     with _lock:
-        session, _session = _session, None
-        if session is None:
+        client, cluster, dashboard = session.client_if_connected(), _cluster, _dashboard
+        if client is None:
             return
-        reachable = session.client.objects.failure is None  # else do not wait for Redis
-        if session.cluster is None and reachable:  # a joined cluster lives on: end our actors
+        session.set_client(None)
+        _cluster, _dashboard, _dashboard_url = None, None, None
+        reachable = client.objects.failure is None  # else do not wait for Redis
+        if cluster is None and reachable:  # a joined cluster lives on: end our actors
             from redray.actor import kill_owned_actors
 
-            kill_owned_actors(session.client)
-        from redray.util.placement_group import shutdown_client
+            kill_owned_actors(client)
+        from redray.client.placement_groups import shutdown_client
 
-        shutdown_client(session.client, remove_owned=session.cluster is None and reachable)
-        if session.cluster is None and reachable:  # an embedded cluster's history goes with it
+        shutdown_client(client, remove_owned=cluster is None and reachable)
+        if cluster is None and reachable:  # an embedded cluster's history goes with it
             from redray.client import jobs
 
             try:
                 jobs.end_job(
-                    session.client.redis, session.client.job_id,
-                    session.client.task_events.ttl_seconds,
+                    client.redis, client.job_id,
+                    client.task_events.ttl_seconds,
                 )  # fmt: skip
             except Exception:  # the cluster may be gone already: nothing to record
                 pass
-        session.client.close()
-        if session.dashboard is not None:
-            session.dashboard.terminate()
-            session.dashboard.wait(timeout=10)
-        if session.cluster is not None:
-            session.cluster.stop()
+        client.close()
+        if dashboard is not None:
+            dashboard.terminate()
+            dashboard.wait(timeout=10)
+        if cluster is not None:
+            cluster.stop()
         runtime_context.current.job_id = ""
         runtime_context.current.runtime_env = None
         user_metrics = sys.modules.get("redray.util.metrics")
@@ -338,24 +337,9 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
 atexit.register(shutdown)
 
 
-def attach_worker(client: CoreClient) -> None:
-    """Make the API usable inside a worker process (nested tasks, get, put)."""
-    global _session
-    _session = _Session(client, "", None)
-
-
-def current_client() -> CoreClient:
-    """The process's client, starting an embedded cluster on first use as Ray does."""
-    session = _session
-    if session is None:
-        init()
-        session = _session
-    assert session is not None
-    return session.client
-
-
-def current_address() -> str:
-    return _session.address if _session else ""
+#: The process's client (redray/session.py); the first use without init() calls init().
+current_client = session.current_client
+session.set_connector(init)
 
 
 # ---- objects -------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from redray.cluster import (
     state_dir,
 )
 from redray.control import keys
-from redray.node.daemon import node_ip
+from redray.host import node_ip
 from redray.node.redis_launcher import RedisServer, start_redis
 from redray.objectstore.shm_store import store_directory
 

@@ -191,7 +191,7 @@ def start_embedded_cluster(
         die_with_parent=threading.current_thread() is threading.main_thread(),
     )
     node_id = ids.new_node_id()
-    from redray.node.daemon import node_ip
+    from redray.host import node_ip
 
     total = node_resources(num_cpus, num_gpus, resources, object_store_memory, True, node_ip())
     config = {

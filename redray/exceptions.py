@@ -8,10 +8,8 @@ exception's class, so `except ValueError` catches a ValueError raised inside a t
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import socket
 import string
 import traceback
 import types
@@ -19,6 +17,8 @@ import weakref
 from typing import Any
 
 import cloudpickle
+
+from redray.host import node_ip
 
 logger = logging.getLogger(__name__)
 
@@ -93,17 +93,6 @@ class TaskCancelledError(RayError):
 _INTERNAL_FRAME_MARKERS = ("/redray/worker/",)
 
 
-@functools.cache
-def _node_ip() -> str:
-    """This machine's outbound IP address (no packet is sent), or loopback if there is none."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("8.8.8.8", 80))
-            return str(probe.getsockname()[0])
-        except OSError:
-            return "127.0.0.1"
-
-
 class RayTaskError(RayError):
     """A task raised an exception; `cause` is that exception and `traceback_str` its traceback.
 
@@ -130,7 +119,7 @@ class RayTaskError(RayError):
         self.cause = _picklable_cause(cause, traceback_str)
         self.proctitle = proctitle or f"ray::{function_name}"
         self.pid = pid or os.getpid()
-        self.ip = ip or _node_ip()
+        self.ip = ip or node_ip()
         self.actor_repr = actor_repr
         self.actor_id = actor_id
         # The same positional args as Ray's, for code that reads `args`.

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-from redray import ids
+from redray import ids, session
 from redray.object_ref import ObjectRef
 
 STREAM_END_INDEX = 0
@@ -41,21 +41,22 @@ class ObjectRefGenerator:
         return self._next(timeout=None)
 
     def _next(self, timeout: float | None) -> ObjectRef:
-        from redray import api
         from redray.exceptions import RayError
 
         index = self._next_index
         if self._length is not None and index > self._length:
             raise StopIteration
         # The caller owns the items: dropping its ref to one frees it (refcount.py).
-        api.current_client().refs.own(item_id(self._task_id, index))
-        candidate = ObjectRef(item_id(self._task_id, index), self._owner)
-        ready, _ = api.wait([candidate, self._end], num_returns=1, timeout=timeout)
-        if not ready:
+        client = session.current_client()
+        candidate_id = item_id(self._task_id, index)
+        client.refs.own(candidate_id)
+        candidate = ObjectRef(candidate_id, self._owner)
+        ready = client.wait([candidate_id, self._end.hex()], 1, timeout)
+        if not any(ready):
             raise TimeoutError(f"item {index} of generator task {self._task_id} not ready yet")
-        if candidate not in ready:
+        if not ready[0]:
             try:
-                self._length = int(api.get(self._end))
+                self._length = int(client.get([self._end.hex()], None)[0])
             except RayError:
                 # Cancelled or crashed before its last item: the next item is that error
                 # (as in Ray), and the stream ends after it.
@@ -71,11 +72,9 @@ class ObjectRefGenerator:
         return self
 
     async def __anext__(self) -> ObjectRef:
-        from redray import api
-
         # Wait for "item i or the end" on the event loop, completed from the notification
         # reader (client/ref_futures.py): no thread per generator or per item.
-        client = api.current_client()
+        client = session.current_client()
         client.refs.own(item_id(self._task_id, self._next_index))  # as _next() does
         candidate = ObjectRef(item_id(self._task_id, self._next_index), self._owner)
         end = self._end_waiter

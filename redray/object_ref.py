@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 from typing import Any
 
-from redray import ids
+from redray import ids, session
 from redray.objectstore.serialization import note_contained_ref
 
 
@@ -61,15 +61,11 @@ class ObjectRef:
 
         Completed by the process's notification reader and one resolver thread, never a
         thread per ref (client/ref_futures.py)."""
-        from redray import api
-
-        return api.current_client().futures.value_future(self)
+        return session.current_client().futures.value_future(self)
 
     def as_future(self) -> asyncio.Future:
         """An asyncio future of the value, on the running event loop."""
-        from redray import api
-
-        return api.current_client().futures.asyncio_future(self)
+        return session.current_client().futures.asyncio_future(self)
 
     def __await__(self) -> Any:
         return self.as_future().__await__()

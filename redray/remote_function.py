@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from redray import api, generators, ids, runtime_context
+from redray import generators, ids, runtime_context, session
 from redray import options as options_module
 from redray.objectstore.code_pickle import dumps_with_sources
 from redray.objectstore.serializability import serialization_error
@@ -86,7 +86,7 @@ class RemoteFunction:
                 self._signature.bind(*args, **kwargs)
             except TypeError as error:
                 raise TypeError(f"{self._name}.remote(): {error}") from None
-        client = api.current_client()
+        client = session.current_client()
         export = self._export
         export.ensure()
         assert export.pickled is not None
@@ -141,40 +141,3 @@ def _retry_exceptions(value: Any) -> bool | tuple[type, ...]:
     if isinstance(value, (list, tuple)):
         return tuple(value)
     return bool(value)
-
-
-def make_remote(target: Any, remote_options: dict[str, Any]) -> Any:
-    """RemoteFunction for a function, ActorClass for a class."""
-    if inspect.isclass(target):
-        from redray.actor import make_actor_class
-
-        return make_actor_class(target, remote_options)
-    if callable(target):
-        return RemoteFunction(target, remote_options)
-    raise TypeError(
-        "The @redray.remote decorator must be applied to either a function or a class, "
-        f"not {type(target).__name__}."
-    )
-
-
-class RemoteDecoratorError(TypeError, AssertionError):
-    """`remote` applied wrongly: a TypeError, and an AssertionError as Ray raises."""
-
-
-def remote(*args: Any, **kwargs: Any) -> Any:
-    """Define a remote function or an actor class (decorator, with or without options)."""
-    if len(args) == 1 and not kwargs and (callable(args[0]) or inspect.isclass(args[0])):
-        return make_remote(args[0], {})
-    if args:
-        raise RemoteDecoratorError(
-            "The @redray.remote decorator must be applied either with no arguments and no "
-            "parentheses, for example '@redray.remote', or with keyword arguments only, for "
-            "example '@redray.remote(num_returns=2, num_cpus=1)'."
-        )
-    if not kwargs:
-        raise RemoteDecoratorError(
-            "The @redray.remote decorator must be applied either with no arguments and no "
-            "parentheses, for example '@redray.remote', or with keyword arguments, for "
-            "example '@redray.remote(num_returns=2)'."
-        )
-    return lambda target: make_remote(target, kwargs)

@@ -7,6 +7,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from redray import session
+
 
 @dataclass
 class _Current:
@@ -123,10 +125,9 @@ class RuntimeContext:
         """A handle to the current actor (RuntimeError outside an actor)."""
         if current.actor_id is None:
             raise RuntimeError("This method is only available in an actor.")
-        from redray import api
         from redray.actor import _handle_from_record
 
-        return _handle_from_record(api.current_client(), current.actor_id)
+        return _handle_from_record(session.current_client(), current.actor_id)
 
     def get(self) -> dict[str, Any]:
         """job_id, node_id and namespace, plus task_id in a task and actor_id in an actor."""
@@ -167,6 +168,4 @@ class RuntimeContext:
 
     @property
     def gcs_address(self) -> str:
-        from redray import api
-
-        return api.current_address()
+        return session.current_address()

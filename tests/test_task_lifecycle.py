@@ -270,3 +270,32 @@ def test_cancel_is_recursive_by_default(ray_start: Any, tmp_path: Path) -> None:
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(ref, timeout=60)
     assert wait_for_path(interrupted)
+
+
+def test_cancel_without_recursive_leaves_the_children_running(
+    ray_start: Any, tmp_path: Path
+) -> None:
+    ray = ray_start
+    started, gate, finished = tmp_path / "started", tmp_path / "gate", tmp_path / "finished"
+
+    @ray.remote
+    def child(started_path: str, gate_path: str, finished_path: str) -> None:
+        from target_ray import wait_for_path
+
+        Path(started_path).touch()
+        if wait_for_path(gate_path):
+            Path(finished_path).touch()
+
+    @ray.remote
+    def parent(started_path: str, gate_path: str, finished_path: str) -> None:
+        ray.get(child.remote(started_path, gate_path, finished_path))
+
+    ref = parent.remote(str(started), str(gate), str(finished))
+    from target_ray import wait_for_path
+
+    assert wait_for_path(started)
+    ray.cancel(ref, recursive=False)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=60)
+    gate.touch()
+    assert wait_for_path(finished)  # the child ran to its end

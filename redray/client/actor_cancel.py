@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from redray.control import keys
+from redray.control.messages import CancelCallMessage, xadd
 from redray.exceptions import RayTaskError, TaskCancelledError
 
 if TYPE_CHECKING:
@@ -38,5 +39,5 @@ def cancel_actor_call(
         error = RayTaskError(function_name=task_id, traceback_str="", cause=error)
     if not client.commit_error(task_id, return_ids, error, final_state="cancelled"):
         return  # already finished: cancelling does nothing
-    client.redis.xadd(keys.actor_mailbox(actor_id), {"cancel": task_id})
+    client.redis.execute_command(*xadd(keys.actor_mailbox(actor_id), CancelCallMessage(task_id)))
     client.direct.send_cancel(actor_id, task_id)

@@ -20,18 +20,20 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from redray import ids, runtime_context
-from redray.client import task_events
+from redray.client import placement_groups, task_events
 from redray.client.actor_cancel import cancel_actor_call
 from redray.client.batcher import WriteBatcher
 from redray.client.direct_calls import DirectCalls
 from redray.client.node_loss import dead_node_that_fits, died_error
 from redray.client.node_view import NodeView
 from redray.client.notifications import NotificationReader
-from redray.client.object_table import Entry, ObjectTable
+from redray.client.object_table import ObjectTable
 from redray.client.ref_futures import FutureResolver
 from redray.client.store_reset import current_epoch
 from redray.client.task_events import TaskEventBuffer
 from redray.control import keys, reconnect, results
+from redray.control.entry import Entry
+from redray.control.messages import CancelMessage, TaskMessage, xadd
 from redray.control.scripts import Commands
 from redray.exceptions import (
     GetTimeoutError,
@@ -505,9 +507,7 @@ class CoreClient:
             self.fail_task(spec, failed)
             return
         if isinstance(strategy, PlacementGroupSchedulingStrategy):
-            from redray.util.placement_group import dispatch
-
-            dispatch(self, spec, strategy)  # enqueue, hold or fail it
+            placement_groups.dispatch(self, spec, strategy)  # enqueue, hold or fail it
             return
         try:
             node_id = self._place(spec, strategy)
@@ -522,13 +522,24 @@ class CoreClient:
             return
         self.enqueue(node_id, spec)
 
+    def hold_until(self, object_id: str, spec: TaskSpec, strategy: Any) -> bool:
+        """Hold a task until `object_id` is committed, as for an argument (a placement
+        group's ready object); False if it already is."""
+        with self.objects.lock:
+            if object_id in self.objects:
+                return False
+            waiting = _WaitingSubmission(spec, strategy, {object_id})
+            self._waiting_on.setdefault(object_id, []).append(waiting)
+        self._watch([object_id])
+        return True
+
     def enqueue(self, node_id: str, spec: TaskSpec) -> None:
         payload = pickle.dumps(spec, protocol=5)
         self._in_flight[spec.task_id] = (
             node_id, spec.return_ids, spec.demand, self.batcher.generation
         )  # fmt: skip
         self.placement.placed(node_id, spec.demand)
-        self.batcher.add("XADD", keys.node_queue(node_id), "*", "s", payload)
+        self.batcher.add(*xadd(keys.node_queue(node_id), TaskMessage(payload)))
         self.ensure_reader()
 
     def _place(self, spec: TaskSpec, strategy: Any) -> str | None:
@@ -625,7 +636,7 @@ class CoreClient:
 
     def fail_task(self, spec: TaskSpec, error: BaseException) -> None:
         """Commit `error` as every return value of a task that will not run."""
-        entries = [Entry("e", 0, "", dumps(error)) for _ in spec.return_ids]
+        entries = results.error_entries(dumps(error), len(spec.return_ids))
         self.commit_results(spec, entries, record_failure=False)
 
     def cancel(self, object_id: str, *, force: bool, recursive: bool) -> None:
@@ -645,17 +656,21 @@ class CoreClient:
         error = TaskCancelledError(task_id)
         held = self._withdraw_held(task_id)
         if held is not None:
-            entries = [Entry("e", 0, "", dumps(error)) for _ in held.return_ids]
+            entries = results.error_entries(dumps(error), len(held.return_ids))
             self.commit_results(held, entries, record_failure=False, final_state="cancelled")
             return
         self.batcher.flush()
         node_id, return_ids, *_ = self._in_flight.get(task_id, (None, [object_id], {}))
         if not self.commit_error(task_id, return_ids, error, final_state="cancelled"):
             return  # already finished: cancelling does nothing
-        request = {"c": task_id, "f": int(force), "r": int(recursive)}
+        request = CancelMessage(task_id, force)
         targets = [node_id] if node_id else [n.node_id for n in self.nodes.refresh()]
+        pipe = self.redis.pipeline(transaction=False)
+        if not recursive:  # read by the interrupted task (executor._cancelled_entries)
+            pipe.hset(keys.task(task_id), "r", 0)
         for target in targets:
-            self.redis.xadd(keys.node_queue(target), request)
+            pipe.execute_command(*xadd(keys.node_queue(target), request))
+        pipe.execute()
 
     def _withdraw_held(self, task_id: str) -> TaskSpec | None:
         """Take back a task still held here (waiting for arguments, or infeasible)."""
@@ -683,12 +698,10 @@ class CoreClient:
     ) -> bool:
         """Commit `error` as every return value of a task this process owns, once (False if
         the task already has a terminal state)."""
-        data = dumps(error)
         pipe = self.redis.pipeline(transaction=False)
-        results.commit_entries(
-            self.commands, pipe, task_id, self.client_id, return_ids,
-            [Entry("e", len(data), "", data)] * len(return_ids), final_state,
-        )  # fmt: skip
+        results.fail_returns(
+            self.commands, pipe, task_id, self.client_id, return_ids, dumps(error), final_state
+        )
         committed = bool(pipe.execute()[0])
         if committed and self.task_events.enabled:
             job_id = runtime_context.current.job_id or self.job_id

@@ -39,12 +39,12 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from redray.client.object_table import Entry
 from redray.control import keys, results
+from redray.control.channel import Channel
+from redray.control.direct_marker import MARKER_BYTES, read_marker
+from redray.control.entry import Entry
 from redray.exceptions import ActorDiedError
 from redray.task_spec import TaskSpec
-from redray.worker.channel import Channel
-from redray.worker.direct_server import MARKER_BYTES, read_marker
 
 if TYPE_CHECKING:
     from redray.client.core import CoreClient

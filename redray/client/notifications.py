@@ -24,9 +24,9 @@ import redis
 
 from redray.client.node_loss import LastNodeWatch
 from redray.client.node_view import REFRESH_SECONDS
-from redray.client.object_table import Entry
 from redray.client.store_reset import check_after_reconnect, current_epoch
 from redray.control import keys, reconnect
+from redray.control.entry import Entry
 from redray.control.raw import RawConnection, stream_entries
 from redray.exceptions import RaySystemError
 

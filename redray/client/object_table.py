@@ -5,20 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
 
-
-class Entry(NamedTuple):
-    """An object directory entry: how and where a committed object lives."""
-
-    kind: str  # "v" inline value, "s" shared memory, "e" error
-    size: int
-    node: str
-    data: bytes
-
-    @classmethod
-    def from_fields(cls, kind: bytes, size: bytes, node: bytes, data: bytes) -> Entry:
-        return cls(kind.decode(), int(size), node.decode(), data)
+from redray.control.entry import Entry
 
 
 class ObjectTable:
@@ -109,8 +97,4 @@ class ObjectTable:
         """Make every waiter raise `error` (None: wait normally again)."""
         with self.lock:
             self.failure = error
-            self._changed.notify_all()
-
-    def wake_all(self) -> None:
-        with self.lock:
             self._changed.notify_all()

@@ -254,7 +254,7 @@ class WorkerLogPrinter:
 
 def start_worker_log_printer(client: Any) -> None:
     """Make a driver print its job's worker output (init(log_to_driver=True), the default)."""
-    from redray.node.daemon import node_ip
+    from redray.host import node_ip
 
     printer = client.worker_logs = WorkerLogPrinter(node_ip())
     printer.on_tqdm_line = _draw_remote_bar

@@ -1,12 +1,13 @@
 -- Atomic control-store commands. Each section below is one script, named by its
 -- "-- command:" line and loaded by redray/control/scripts.py. ARGV[1] is always the key
--- prefix (redray/control/keys.py); key names are built here from it.
+-- prefix. Key names are never spelled here: scripts.py prepends a table `key` generated
+-- from redray/control/keys.py (key.NODES, key.task(task_id), key.obj(object_id), ...).
 
 -- library: local functions shared by every command below (prepended to each script).
 
 -- Gives a task its terminal state once; false if it already had one.
-local function finish_task(p, task_id, final_state)
-  local tkey = p .. 'task:' .. task_id
+local function finish_task(task_id, final_state)
+  local tkey = key.task(task_id)
   local state = redis.call('HGET', tkey, 'state')
   if state == 'finished' or state == 'cancelled' then
     return false
@@ -20,23 +21,23 @@ end
 -- The entry joins its owner's set (owned:*). An object committed after its owner died (the
 -- result of a task the dead process submitted) is written as kind 'x': whoever borrowed
 -- its ref gets OwnerDiedError.
-local function commit_object(p, oid, owner, kind, size, node, data, notify_owner)
-  local okey = p .. 'obj:' .. oid
-  if owner ~= '' and redis.call('SISMEMBER', p .. 'dead_owners', owner) == 1 then
+local function commit_object(oid, owner, kind, size, node, data, notify_owner)
+  local okey = key.obj(oid)
+  if owner ~= '' and redis.call('SISMEMBER', key.DEAD_OWNERS, owner) == 1 then
     kind, data = 'x', ''
   end
   redis.call('HSET', okey, 'k', kind, 's', size, 'n', node, 'd', data, 'o', owner)
   if owner ~= '' then
-    redis.call('SADD', p .. 'owned:' .. owner, oid)
+    redis.call('SADD', key.owned(owner), oid)
   end
   local entry = {'o', oid, 'k', kind, 's', size, 'n', node, 'd', data}
   if owner ~= '' and notify_owner ~= false then
-    redis.call('XADD', p .. 'notify:' .. owner, '*', unpack(entry))
+    redis.call('XADD', key.notify(owner), '*', unpack(entry))
   end
-  local wkey = okey .. ':waiters'
+  local wkey = key.obj_waiters(oid)
   for _, client in ipairs(redis.call('SMEMBERS', wkey)) do
     if client ~= owner then
-      redis.call('XADD', p .. 'notify:' .. client, '*', unpack(entry))
+      redis.call('XADD', key.notify(client), '*', unpack(entry))
     end
   end
   redis.call('DEL', wkey)
@@ -44,10 +45,10 @@ end
 
 -- Appends {id, primary node, other nodes...} to `freed` if the object's memory lives in a
 -- store (kind 's'): the caller deletes those files.
-local function note_stored_copies(p, id, kind, node, freed)
+local function note_stored_copies(id, kind, node, freed)
   if kind == 's' then
     local out = {id, node}
-    for _, other in ipairs(redis.call('SMEMBERS', p .. 'obj:' .. id .. ':locations')) do
+    for _, other in ipairs(redis.call('SMEMBERS', key.obj_locations(id))) do
       if other ~= node then out[#out + 1] = other end
     end
     freed[#freed + 1] = out
@@ -56,23 +57,23 @@ end
 
 -- Deletes the entry of an object nobody refers to any more, and (transitively) those of
 -- the refs it contained that are now unreferenced, noting their stored copies in `freed`.
-local function free_object(p, first, freed)
+local function free_object(first, freed)
   local work = {first}
   while #work > 0 do
     local id = table.remove(work)
-    local okey = p .. 'obj:' .. id
+    local okey = key.obj(id)
     local f = redis.call('HMGET', okey, 'k', 'n', 'c', 'o')
-    note_stored_copies(p, id, f[1], f[2], freed)
+    note_stored_copies(id, f[1], f[2], freed)
     if f[4] and f[4] ~= '' then
-      redis.call('SREM', p .. 'owned:' .. f[4], id)
+      redis.call('SREM', key.owned(f[4]), id)
     end
-    redis.call('DEL', okey, okey .. ':locations', okey .. ':waiters')
+    redis.call('DEL', okey, key.obj_locations(id), key.obj_waiters(id))
     -- Its task's record goes too: the result is committed and nobody can ask for it again
-    -- (a put object has no task record). Keeps Redis bounded (issue 11).
-    redis.call('DEL', p .. 'task:' .. string.sub(id, 1, 24))
+    -- (a put object has no task record). Keeps Redis bounded.
+    redis.call('DEL', key.task(string.sub(id, 1, 24)))
     if f[3] then
       for inner in string.gmatch(f[3], '[^,]+') do
-        local ikey = p .. 'obj:' .. inner
+        local ikey = key.obj(inner)
         if redis.call('HINCRBY', ikey, 'b', -1) <= 0 then
           if redis.call('HGET', ikey, 'r') == '1' then
             work[#work + 1] = inner
@@ -96,14 +97,14 @@ end
 -- A task whose state is already terminal is not committed again, so a slow first attempt
 -- that finishes after a retry started (or after a cancel) cannot report twice.
 -- Returns 1 if committed, else 0.
-local p, task_id, owner, final_state, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-if not finish_task(p, task_id, final_state) then
+local task_id, owner, final_state, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+if not finish_task(task_id, final_state) then
   return 0
 end
 local notify_owner = ARGV[6 + n * 5] ~= '0'
 for i = 0, n - 1 do
   local base = 6 + i * 5
-  commit_object(p, ARGV[base], owner, ARGV[base + 1], ARGV[base + 2], ARGV[base + 3],
+  commit_object(ARGV[base], owner, ARGV[base + 1], ARGV[base + 2], ARGV[base + 3],
     ARGV[base + 4], notify_owner)
 end
 return 1
@@ -113,10 +114,9 @@ return 1
 -- Writes the entry of a put object and notifies anyone already waiting for it (the owner
 -- itself is not notified: it has the value).
 -- ARGV: prefix, object_id, owner, kind, size, node, data
-local p = ARGV[1]
-commit_object(p, ARGV[2], '', ARGV[4], ARGV[5], ARGV[6], ARGV[7])
-redis.call('HSET', p .. 'obj:' .. ARGV[2], 'o', ARGV[3])
-redis.call('SADD', p .. 'owned:' .. ARGV[3], ARGV[2])
+commit_object(ARGV[2], '', ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+redis.call('HSET', key.obj(ARGV[2]), 'o', ARGV[3])
+redis.call('SADD', key.owned(ARGV[3]), ARGV[2])
 return 1
 
 -- command: watch_objects
@@ -125,15 +125,14 @@ return 1
 -- {kind, size, node, data} if committed; otherwise registers the client as a waiter (so the
 -- commit notifies it) and returns false for that id. No notification can fall between.
 -- ARGV: prefix, client, object ids...
-local p, client = ARGV[1], ARGV[2]
+local client = ARGV[2]
 local out = {}
 for i = 3, #ARGV do
-  local okey = p .. 'obj:' .. ARGV[i]
-  local entry = redis.call('HMGET', okey, 'k', 's', 'n', 'd')
+  local entry = redis.call('HMGET', key.obj(ARGV[i]), 'k', 's', 'n', 'd')
   if entry[1] then
     out[#out + 1] = entry
   else
-    redis.call('SADD', okey .. ':waiters', client)
+    redis.call('SADD', key.obj_waiters(ARGV[i]), client)
     out[#out + 1] = false
   end
 end
@@ -145,22 +144,22 @@ return out
 -- claims it first (atomically): if a live actor already has it, creates nothing and returns
 -- that actor's id. Returns '' when created.
 -- ARGV: prefix, actor_id, name key ('' for none), then field/value pairs of the record
-local p, actor_id, name_key = ARGV[1], ARGV[2], ARGV[3]
+local actor_id, name_key = ARGV[2], ARGV[3]
 if name_key ~= '' then
-  local existing = redis.call('HGET', p .. 'named_actors', name_key)
-  if existing and redis.call('HGET', p .. 'actor:' .. existing, 'state') ~= 'dead'
-      and redis.call('EXISTS', p .. 'actor:' .. existing) == 1 then
+  local existing = redis.call('HGET', key.NAMED_ACTORS, name_key)
+  if existing and redis.call('HGET', key.actor(existing), 'state') ~= 'dead'
+      and redis.call('EXISTS', key.actor(existing)) == 1 then
     return existing
   end
-  redis.call('HSET', p .. 'named_actors', name_key, actor_id)
+  redis.call('HSET', key.NAMED_ACTORS, name_key, actor_id)
 end
-local akey = p .. 'actor:' .. actor_id
+local akey = key.actor(actor_id)
 local record = {}
 for i = 4, #ARGV do record[#record + 1] = ARGV[i] end
 redis.call('HSET', akey, 'state', 'pending', 'handles', 1, 'restarts', 0, 'name_key', name_key,
   unpack(record))
-redis.call('XGROUP', 'CREATE', akey .. ':mailbox', 'actor', '0', 'MKSTREAM')
-redis.call('SADD', p .. 'actors', actor_id)
+redis.call('XGROUP', 'CREATE', key.actor_mailbox(actor_id), key.ACTOR_GROUP, '0', 'MKSTREAM')
+redis.call('SADD', key.ACTORS, actor_id)
 return ''
 
 -- command: actor_call
@@ -169,20 +168,20 @@ return ''
 -- the actor's death error as every return value of the call instead. Returns 1 if queued.
 -- ARGV: prefix, actor_id, task_id, owner, payload, fallback error blob ('' to use the
 --       actor's own), return ids...
-local p, actor_id, task_id, owner, payload, fallback = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local akey = p .. 'actor:' .. actor_id
+local actor_id, task_id, owner, payload, fallback = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local akey = key.actor(actor_id)
 local state = redis.call('HGET', akey, 'state')
 local rids = {}
 for i = 7, #ARGV do rids[#rids + 1] = ARGV[i] end
 if state and state ~= 'dead' then
-  redis.call('XADD', akey .. ':mailbox', '*', 's', payload, 't', task_id, 'o', owner,
+  redis.call('XADD', key.actor_mailbox(actor_id), '*', 's', payload, 't', task_id, 'o', owner,
     'r', table.concat(rids, ','))
   return 1
 end
 local data = redis.call('HGET', akey, 'death') or fallback
-if not finish_task(p, task_id, 'finished') then return 0 end
+if not finish_task(task_id, 'finished') then return 0 end
 for _, oid in ipairs(rids) do
-  commit_object(p, oid, owner, 'e', #data, '', data)
+  commit_object(oid, owner, 'e', #data, '', data)
 end
 return 0
 
@@ -193,9 +192,9 @@ return 0
 -- node to SIGKILL its worker (an entry {kill: actor_id} on the node's queue), and fails every
 -- call still in its mailbox with the death error. Returns 1 if this call killed it.
 -- ARGV: prefix, actor_id, error blob, kill ('1' to send the kill request)
-local p, actor_id, blob, kill = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local akey = p .. 'actor:' .. actor_id
-local mkey = akey .. ':mailbox'
+local actor_id, blob, kill = ARGV[2], ARGV[3], ARGV[4]
+local akey = key.actor(actor_id)
+local mkey = key.actor_mailbox(actor_id)
 local state = redis.call('HGET', akey, 'state')
 local newly = 0
 if state ~= 'dead' then
@@ -203,16 +202,16 @@ if state ~= 'dead' then
   redis.call('HSET', akey, 'state', 'dead', 'death', blob, 'direct', '')
   local node = redis.call('HGET', akey, 'node')
   if node then
-    redis.call('SREM', p .. 'node:' .. node .. ':actors', actor_id)
+    redis.call('SREM', key.node_actors(node), actor_id)
   end
   local name_key = redis.call('HGET', akey, 'name_key')
-  if name_key and name_key ~= '' and redis.call('HGET', p .. 'named_actors', name_key) == actor_id then
-    redis.call('HDEL', p .. 'named_actors', name_key)
+  if name_key and name_key ~= '' and redis.call('HGET', key.NAMED_ACTORS, name_key) == actor_id then
+    redis.call('HDEL', key.NAMED_ACTORS, name_key)
   end
   if kill == '1' then
     local node = redis.call('HGET', akey, 'node')
     if node then
-      redis.call('XADD', p .. 'node:' .. node .. ':queue', '*', 'kill', actor_id)
+      redis.call('XADD', key.node_queue(node), '*', 'kill', actor_id)
     end
   end
   redis.call('EXPIRE', akey, 3600)
@@ -222,9 +221,9 @@ for _, item in ipairs(redis.call('XRANGE', mkey, '-', '+')) do
   local f = {}
   local flat = item[2]
   for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
-  if f['t'] and finish_task(p, f['t'], 'finished') then
+  if f['t'] and finish_task(f['t'], 'finished') then
     for oid in string.gmatch(f['r'], '[^,]+') do
-      commit_object(p, oid, f['o'], 'e', #data, '', data)
+      commit_object(oid, f['o'], 'e', #data, '', data)
     end
   end
 end
@@ -240,17 +239,17 @@ return newly
 -- the node's death can restart it elsewhere (redray/node/recovery.py).
 -- ARGV: prefix, actor_id, node_id, pid, worker_id, direct (JSON: the socket callers on its
 --       node may use, worker/direct_server.py; '' for none), pickled creation TaskSpec
-local p, actor_id = ARGV[1], ARGV[2]
-local akey = p .. 'actor:' .. actor_id
+local actor_id = ARGV[2]
+local akey = key.actor(actor_id)
 local state = redis.call('HGET', akey, 'state')
 if state == false or state == 'dead' then return 0 end
 local previous = redis.call('HGET', akey, 'node')
 if previous then
-  redis.call('SREM', p .. 'node:' .. previous .. ':actors', actor_id)
+  redis.call('SREM', key.node_actors(previous), actor_id)
 end
 redis.call('HSET', akey, 'state', 'alive', 'node', ARGV[3], 'pid', ARGV[4], 'worker', ARGV[5],
   'direct', ARGV[6], 'creation', ARGV[7])
-redis.call('SADD', p .. 'node:' .. ARGV[3] .. ':actors', actor_id)
+redis.call('SADD', key.node_actors(ARGV[3]), actor_id)
 return 1
 
 -- command: actor_restart
@@ -259,8 +258,8 @@ return 1
 -- caller re-queues the creation task), -1 (no restarts left: the caller calls actor_dead) or
 -- 0 (already dead: nothing to do).
 -- ARGV: prefix, actor_id, max_restarts (-1 = infinite), cause
-local p, actor_id, max_restarts, cause = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local akey = p .. 'actor:' .. actor_id
+local actor_id, max_restarts, cause = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local akey = key.actor(actor_id)
 local state = redis.call('HGET', akey, 'state')
 if state == false or state == 'dead' then return 0 end
 local restarts = tonumber(redis.call('HGET', akey, 'restarts') or '0')
@@ -274,10 +273,10 @@ return 1
 -- A process unpickled an actor handle: it adopts the count its pickler added (token), or
 -- adds one of its own if another process adopted it already. Returns the handle count.
 -- ARGV: prefix, actor_id, token ('' for none)
-local p, actor_id, token = ARGV[1], ARGV[2], ARGV[3]
-local akey = p .. 'actor:' .. actor_id
+local actor_id, token = ARGV[2], ARGV[3]
+local akey = key.actor(actor_id)
 if redis.call('EXISTS', akey) == 0 then return 0 end
-if token ~= '' and redis.call('SREM', akey .. ':tokens', token) == 1 then
+if token ~= '' and redis.call('SREM', key.actor_tokens(actor_id), token) == 1 then
   return tonumber(redis.call('HGET', akey, 'handles'))
 end
 return redis.call('HINCRBY', akey, 'handles', 1)
@@ -287,15 +286,15 @@ return redis.call('HINCRBY', akey, 'handles', 1)
 -- A handle was garbage collected. When the last one is gone, a reference-counted actor is
 -- asked to terminate: a "terminate" entry after the calls already in its mailbox.
 -- ARGV: prefix, actor_id
-local p, actor_id = ARGV[1], ARGV[2]
-local akey = p .. 'actor:' .. actor_id
+local actor_id = ARGV[2]
+local akey = key.actor(actor_id)
 if redis.call('EXISTS', akey) == 0 then return 0 end
 local left = redis.call('HINCRBY', akey, 'handles', -1)
 if left <= 0 and redis.call('HGET', akey, 'refcounted') == '1'
     and redis.call('HGET', akey, 'state') ~= 'dead'
     and redis.call('HGET', akey, 'terminating') ~= '1' then
   redis.call('HSET', akey, 'terminating', '1')
-  redis.call('XADD', akey .. ':mailbox', '*', 'terminate', '1')
+  redis.call('XADD', key.actor_mailbox(actor_id), '*', 'terminate', '1')
 end
 return left
 
@@ -309,16 +308,15 @@ return left
 -- ARGV: prefix, then operations: '+' id (borrow) | '-' id (unborrow) | 'o' id (owner
 --       released) | 'c' id n inner_1..inner_n (id contains these refs: borrow them)
 -- Returns, for each freed object kept in a store, {id, primary node, other nodes...}.
-local p = ARGV[1]
 local freed = {}
 local function free(id)
-  free_object(p, id, freed)
+  free_object(id, freed)
 end
 local i = 2
 while i <= #ARGV do
   local op, id = ARGV[i], ARGV[i + 1]
   i = i + 2
-  local okey = p .. 'obj:' .. id
+  local okey = key.obj(id)
   if op == '+' then
     redis.call('HINCRBY', okey, 'b', 1)
   elseif op == '-' then
@@ -342,7 +340,7 @@ while i <= #ARGV do
     local inner = {}
     for j = 1, n do
       inner[j] = ARGV[i + j]
-      redis.call('HINCRBY', p .. 'obj:' .. ARGV[i + j], 'b', 1)
+      redis.call('HINCRBY', key.obj(ARGV[i + j]), 'b', 1)
     end
     i = i + 1 + n
     redis.call('HSET', okey, 'c', table.concat(inner, ','))
@@ -358,31 +356,31 @@ return freed
 -- Results committed later by its tasks are written as 'x' (see commit_object). Every client
 -- hears of it on node_events, and forgets the entries it cached of objects it borrowed.
 -- ARGV: prefix, client_id. Returns the freed stored objects, as obj_refs does.
-local p, client = ARGV[1], ARGV[2]
-local record = redis.call('HGET', p .. 'clients', client)
+local client = ARGV[2]
+local record = redis.call('HGET', key.CLIENTS, client)
 if record then
   local node = cjson.decode(record)['node']
   if type(node) == 'string' then
-    redis.call('SREM', p .. 'node:' .. node .. ':clients', client)
+    redis.call('SREM', key.node_clients(node), client)
   end
 end
-redis.call('HDEL', p .. 'clients', client)
-redis.call('SADD', p .. 'dead_owners', client)
+redis.call('HDEL', key.CLIENTS, client)
+redis.call('SADD', key.DEAD_OWNERS, client)
 local freed = {}
-local owned = p .. 'owned:' .. client
+local owned = key.owned(client)
 for _, id in ipairs(redis.call('SMEMBERS', owned)) do
-  local okey = p .. 'obj:' .. id
+  local okey = key.obj(id)
   if tonumber(redis.call('HGET', okey, 'b') or '0') <= 0 then
-    free_object(p, id, freed)
+    free_object(id, freed)
   else
     local f = redis.call('HMGET', okey, 'k', 'n')
-    note_stored_copies(p, id, f[1], f[2], freed)
+    note_stored_copies(id, f[1], f[2], freed)
     redis.call('HSET', okey, 'k', 'x', 'd', '', 'r', '1')
-    redis.call('DEL', okey .. ':locations')
+    redis.call('DEL', key.obj_locations(id))
   end
 end
 redis.call('DEL', owned)
-redis.call('XADD', p .. 'node_events', 'MAXLEN', 1000, '*', 'event', 'owner_died', 'client',
+redis.call('XADD', key.NODE_EVENTS, 'MAXLEN', 1000, '*', 'event', 'owner_died', 'client',
   client)
 return freed
 
@@ -390,9 +388,8 @@ return freed
 -- Tables: object directory.
 -- A node pulled a copy of an object: records it, unless the object was freed meanwhile.
 -- ARGV: prefix, object_id, node_id. Returns 1 if recorded.
-local okey = ARGV[1] .. 'obj:' .. ARGV[2]
-if redis.call('EXISTS', okey) == 0 then return 0 end
-redis.call('SADD', okey .. ':locations', ARGV[3])
+if redis.call('EXISTS', key.obj(ARGV[2])) == 0 then return 0 end
+redis.call('SADD', key.obj_locations(ARGV[2]), ARGV[3])
 return 1
 
 -- command: requeue_task
@@ -401,12 +398,12 @@ return 1
 -- has a terminal state: its worker died after committing the results, or it was cancelled.
 -- A finished task must not run again. Returns 1 if queued, 0 if not.
 -- ARGV: prefix, task_id, node_id, pickled TaskSpec of the next attempt
-local p, task_id, node, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local state = redis.call('HGET', p .. 'task:' .. task_id, 'state')
+local task_id, node, payload = ARGV[2], ARGV[3], ARGV[4]
+local state = redis.call('HGET', key.task(task_id), 'state')
 if state == 'finished' or state == 'cancelled' then
   return 0
 end
-redis.call('XADD', p .. 'node:' .. node .. ':queue', '*', 's', payload)
+redis.call('XADD', key.node_queue(node), '*', 's', payload)
 return 1
 
 -- command: node_tick
@@ -419,30 +416,30 @@ return 1
 -- still hold entries or whose actors are not recovered yet...}; empty queues of dead nodes
 -- are deleted.
 -- ARGV: prefix, node_id, heartbeat value, ttl seconds, now (unix time)
-local p, me, value, ttl, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local nodes_key = p .. 'nodes'
+local me, value, ttl, now = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local nodes_key = key.NODES
 local mine = redis.call('HGET', nodes_key, me)
 if mine and cjson.decode(mine)['dead'] then
   return {'dead'}
 end
-redis.call('SET', p .. 'node:' .. me .. ':alive', value, 'EX', ttl)
+redis.call('SET', key.node_alive(me), value, 'EX', ttl)
 local out = {'ok'}
 local all = redis.call('HGETALL', nodes_key)
 for i = 1, #all, 2 do
   local id = all[i]
   if id ~= me then
     local record = cjson.decode(all[i + 1])
-    if not record['dead'] and redis.call('EXISTS', p .. 'node:' .. id .. ':alive') == 0 then
+    if not record['dead'] and redis.call('EXISTS', key.node_alive(id)) == 0 then
       record['dead'] = true
       record['died'] = now
       redis.call('HSET', nodes_key, id, cjson.encode(record))
-      redis.call('XADD', p .. 'node_events', 'MAXLEN', 1000, '*', 'event', 'left', 'node', id,
+      redis.call('XADD', key.NODE_EVENTS, 'MAXLEN', 1000, '*', 'event', 'left', 'node', id,
         'cause', 'heartbeat expired')
     end
     if record['dead'] then
-      local queue = p .. 'node:' .. id .. ':queue'
+      local queue = key.node_queue(id)
       local queued = redis.call('XLEN', queue) > 0
-      if queued or redis.call('SCARD', p .. 'node:' .. id .. ':actors') > 0 then
+      if queued or redis.call('SCARD', key.node_actors(id)) > 0 then
         out[#out + 1] = id
       end
       if not queued then
@@ -453,6 +450,34 @@ for i = 1, #all, 2 do
 end
 return out
 
+-- command: pg_mark_created
+-- Tables: placement group (pg:*).
+-- Every node reserved the group's bundles: marks it created with the node of each bundle,
+-- unless it is no longer pending (removed meanwhile). Returns 1 if marked.
+-- ARGV: prefix, pg_id, nodes (JSON list: the node of each bundle)
+local gkey = key.placement_group(ARGV[2])
+if redis.call('HGET', gkey, 'state') ~= 'pending' then return 0 end
+redis.call('HSET', gkey, 'state', 'created', 'nodes', ARGV[3])
+return 1
+
+-- command: pg_mark_removed
+-- Tables: placement group, named placement groups.
+-- remove_placement_group(): marks the group removed (kept an hour for
+-- placement_group_table) and frees its name. Returns {its state before ('' if unknown),
+-- nodes (JSON, '' if none)}; a group already removed is left as it is.
+-- ARGV: prefix, pg_id
+local pg_id = ARGV[2]
+local gkey = key.placement_group(pg_id)
+local state = redis.call('HGET', gkey, 'state')
+if not state or state == 'removed' then return {state or '', ''} end
+redis.call('HSET', gkey, 'state', 'removed')
+redis.call('EXPIRE', gkey, 3600)
+local name_key = redis.call('HGET', gkey, 'name_key')
+if name_key and name_key ~= '' and redis.call('HGET', key.NAMED_PLACEMENT_GROUPS, name_key) == pg_id then
+  redis.call('HDEL', key.NAMED_PLACEMENT_GROUPS, name_key)
+end
+return {state, redis.call('HGET', gkey, 'nodes') or ''}
+
 -- command: task_events
 -- Tables: task events (task_events:<job>, task_events:<job>:meta, task_event_jobs).
 -- Writes task event records (redray/client/task_events.py): one field per task attempt
@@ -462,26 +487,26 @@ return out
 -- else the default; new records beyond it are counted in the meta's `dropped`, never
 -- silently lost. Both keys expire `ttl` s after the last write.
 -- ARGV: prefix, default cap, default ttl, then per job: job, n, then n field/record pairs
-local p, default_cap, default_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local default_cap, default_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local i = 4
 while i <= #ARGV do
   local job, n = ARGV[i], tonumber(ARGV[i + 1])
-  local key = p .. 'task_events:' .. job
-  local meta = key .. ':meta'
+  local events = key.task_events(job)
+  local meta = key.task_events_meta(job)
   local conf = redis.call('HMGET', meta, 'cap', 'ttl')
   local limit = 2 * (tonumber(conf[1]) or default_cap)
   local ttl = tonumber(conf[2]) or default_ttl
   local first, last = i + 2, i + 1 + 2 * n
-  local count = redis.call('HLEN', key)
+  local count = redis.call('HLEN', events)
   if count + n <= limit then
-    redis.call('HSET', key, unpack(ARGV, first, last))
+    redis.call('HSET', events, unpack(ARGV, first, last))
   else
     local dropped = 0
     for j = first, last, 2 do
-      if redis.call('HEXISTS', key, ARGV[j]) == 1 then
-        redis.call('HSET', key, ARGV[j], ARGV[j + 1])
+      if redis.call('HEXISTS', events, ARGV[j]) == 1 then
+        redis.call('HSET', events, ARGV[j], ARGV[j + 1])
       elseif count < limit then
-        redis.call('HSET', key, ARGV[j], ARGV[j + 1])
+        redis.call('HSET', events, ARGV[j], ARGV[j + 1])
         count = count + 1
       else
         dropped = dropped + 1
@@ -491,8 +516,8 @@ while i <= #ARGV do
       redis.call('HINCRBY', meta, 'dropped', dropped)
     end
   end
-  redis.call('SADD', p .. 'task_event_jobs', job)
-  redis.call('EXPIRE', key, ttl)
+  redis.call('SADD', key.TASK_EVENT_JOBS, job)
+  redis.call('EXPIRE', events, ttl)
   redis.call('EXPIRE', meta, ttl)
   i = last + 1
 end

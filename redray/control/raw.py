@@ -3,7 +3,9 @@
 redis-py's client spends tens of microseconds of CPU per call (pool checkout, retries,
 response callbacks, observability hooks). The hot paths (submitting tasks, reading
 notifications, committing results) batch their own commands, so they send them packed on
-one connection and read the raw replies.
+one connection and read the raw replies. Every such connection (the write batcher, the
+notification reader, a worker's result writer, an actor's mailbox loop, a daemon's queue
+reader) is a RawConnection.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ class RawConnection:
                 replies.append(error)
         return replies
 
+    def reply(self) -> Any:
+        """The next reply; raises an error reply."""
+        return self._connection.read_response()
+
     def execute(self, commands: list[Command]) -> list[Any]:
         """Send and read; raises the first error reply."""
         self.send(commands)
@@ -76,6 +82,15 @@ class RawConnection:
 
     def close(self) -> None:
         self._connection.disconnect()
+
+    def reconnect(self) -> None:
+        """A new connection to the server, dropping the old one and any replies owed on it."""
+        self._connection.disconnect()
+        self._connection.connect()
+
+    def socket(self) -> socket.socket:
+        """The connected socket (a new object after each reconnect)."""
+        return self._connection._sock
 
 
 def stream_entries(reply: Any) -> list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]:

@@ -11,8 +11,8 @@ from typing import Any
 
 import redis
 
-from redray.client.object_table import Entry
 from redray.control import keys
+from redray.control.entry import Entry
 from redray.control.scripts import Commands
 from redray.task_spec import TaskSpec
 
@@ -51,6 +51,27 @@ def commit_entries(
     if not notify_owner:
         flat.append("0")
     commands.call("commit_objects", task_id, owner, final_state, len(entries), *flat, pipe=pipe)
+
+
+def error_entries(error: bytes, count: int) -> list[Entry]:
+    """A pickled error (objectstore/serialization.py:dumps) as the entries of `count` return
+    values: how every failed, cancelled or lost task's results are written."""
+    return [Entry("e", len(error), "", error)] * count
+
+
+def fail_returns(
+    commands: Commands,
+    pipe: redis.client.Pipeline,
+    task_id: str,
+    owner: str,
+    return_ids: Sequence[str],
+    error: bytes,
+    final_state: str = "finished",
+) -> None:
+    """Queue the commit of a pickled error as every return value of a task (exactly once
+    per task, like any commit: refused if the task already has a terminal state)."""
+    entries = error_entries(error, len(return_ids))
+    commit_entries(commands, pipe, task_id, owner, return_ids, entries, final_state)
 
 
 def record_failure(

@@ -131,7 +131,7 @@ class tqdm:  # noqa: N801  (Ray's and tqdm's name)
 
 
 def _node_ip() -> str:
-    from redray.node.daemon import node_ip
+    from redray.host import node_ip
 
     return node_ip()
 

@@ -28,13 +28,26 @@ import redis
 
 from redray import ids
 from redray.client import task_events
-from redray.client.object_table import Entry
 from redray.client.store_reset import current_epoch
 from redray.client.task_events import NODE, TaskEventBuffer
 from redray.control import keys, reconnect, results
+from redray.control.direct_marker import started_marker
+from redray.control.messages import (
+    CancelMessage,
+    KillMessage,
+    NodeMessage,
+    ReleaseMessage,
+    ReserveMessage,
+    TaskMessage,
+    decode_node_message,
+    xadd,
+)
+from redray.control.raw import RawConnection
 from redray.control.scripts import Commands
-from redray.exceptions import WorkerCrashedError
+from redray.exceptions import ActorDiedError, WorkerCrashedError
+from redray.host import node_ip
 from redray.node import leftovers
+from redray.node.bundles import NodePlacementGroups
 from redray.node.metrics import NodeMetrics
 from redray.node.owners import OwnerReaper
 from redray.node.recovery import NodeRecovery
@@ -44,10 +57,20 @@ from redray.objectstore import transfer
 from redray.objectstore.serialization import dumps
 from redray.objectstore.shm_store import SharedMemoryStore, store_directory
 from redray.runtime_env import packages
-from redray.scheduler.bundles import NodePlacementGroups
-from redray.scheduler.local_scheduler import Action, Dispatch, LocalScheduler, QueuedTask
+from redray.scheduler.local_scheduler import Dispatch, QueuedTask, StartWorkers
+from redray.scheduler.node_core import (
+    Ack,
+    ActorExited,
+    ActorOfGroupDead,
+    FailTask,
+    GroupRemoved,
+    Kill,
+    NodeAction,
+    NodeCore,
+    QueuedTaskCancelled,
+    RetryTask,
+)
 from redray.task_spec import TaskSpec
-from redray.worker.direct_server import started_marker
 from redray.worker.output import OutputPlace
 
 logger = logging.getLogger(__name__)
@@ -60,8 +83,6 @@ _READ_BATCH = 256
 _ACK_BATCH = 128
 #: How often idle workers beyond the prestarted pool are told to exit.
 _RETIRE_IDLE_SECONDS = 10.0
-#: Cancelled task ids remembered so that a retry queued before the cancel is dropped.
-_CANCELLED_KEPT = 10_000
 
 
 @dataclass
@@ -90,13 +111,17 @@ class NodeDaemon:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.node_id = config.node_id
+        # Decided once, here: its workers (log prefixes, errors) inherit the same address.
+        os.environ["REDRAY_NODE_IP"] = node_ip(config.redis_kwargs)
         # Fails fast: the loop itself rides out a lost connection (_ride_out).
         self.redis = reconnect.client(config.redis_kwargs, retry=False)
         self.commands = Commands(self.redis)
         self.recovery = NodeRecovery(self.redis, self.commands, config.node_id)
         self.store = SharedMemoryStore(store_directory(config.node_id))
         self.owners = OwnerReaper(self.redis, self.commands, config.node_id, self.store)
-        self.scheduler = LocalScheduler(dict(config.resources))
+        #: Every decision of this node (scheduler/node_core.py); this class performs them.
+        self.core = NodeCore(dict(config.resources))
+        self.scheduler = self.core.scheduler
         self.selector = selectors.DefaultSelector()
         self.log_dir = config.log_dir or os.path.join(
             tempfile.gettempdir(), f"redray-logs-{config.node_id}"
@@ -108,7 +133,7 @@ class NodeDaemon:
             OutputPlace(self.log_dir, node_ip()),
         )
         self._queue_key = keys.node_queue(config.node_id)
-        self._queue_reader = self.redis.connection_pool.make_connection()
+        self._queue_reader = RawConnection(self.redis)
         self._queue_sock: socket.socket | None = None
         self._to_ack: list[str] = []
         #: Entries read from the queue and not acknowledged yet (see _reclaim_delivered).
@@ -118,13 +143,7 @@ class NodeDaemon:
         self._stopping = False
         self._signal_r, self._signal_w = socket.socketpair()
         self._owner_fd: int | None = None
-        #: Actor workers: worker id -> (actor id, its creation task); actor id -> worker id.
-        self._actor_workers: dict[str, tuple[str, QueuedTask]] = {}
-        self._actor_of: dict[str, str] = {}
-        #: Kill requests for actors whose worker has not reported "actor_started" yet.
-        self._pending_kills: set[str] = set()
-        self._cancelled: set[str] = set()
-        #: Placement group bundles: reserve/release requests (redray/scheduler/bundles.py).
+        #: The I/O of placement group bundles (redray/node/bundles.py).
         self.placement_groups = NodePlacementGroups(self)
         #: Prometheus metrics (node/metrics.py), when a port was given.
         self.metrics: NodeMetrics | None = None
@@ -187,10 +206,9 @@ class NodeDaemon:
         """(Re)connect the queue's blocking reader and ask for the first batch."""
         if self._queue_sock is not None:  # by the object: a lost connection closed it
             self.selector.unregister(self._queue_sock)
-        self._queue_reader.disconnect()
-        self._queue_reader.connect()
+        self._queue_reader.reconnect()
         self._read_queue()
-        self._queue_sock = self._queue_reader._sock
+        self._queue_sock = self._queue_reader.socket()
         self.selector.register(self._queue_sock, selectors.EVENT_READ, "queue")
 
     def _announce_ready(self) -> None:
@@ -399,13 +417,13 @@ class NodeDaemon:
 
     def _read_queue(self) -> None:
         """Ask for the next batch of tasks; the answer arrives when the socket is readable."""
-        self._queue_reader.send_command(
+        self._queue_reader.send([(
             "XREADGROUP", "GROUP", keys.QUEUE_GROUP, self.node_id,
             "COUNT", _READ_BATCH, "BLOCK", 0, "STREAMS", self._queue_key, ">",
-        )  # fmt: skip
+        )])  # fmt: skip
 
     def _on_queue_readable(self) -> None:
-        response = self._queue_reader.read_response()
+        response = self._queue_reader.reply()
         self._read_queue()
         self._take_entries(response)
 
@@ -426,45 +444,24 @@ class NodeDaemon:
                 if skip is not None and entry_id in skip:
                     continue
                 self._unacked.add(entry_id)
-                fields = _as_dict(fields)
-                if b"c" in fields:
+                message = decode_node_message(_as_dict(fields))
+                if type(message) is not TaskMessage:
                     self._to_ack.append(entry_id)
-                    self._cancel(fields[b"c"].decode(), force=fields[b"f"] == b"1")
+                    self._on_request(message)
                     continue
-                if b"kill" in fields:  # redray.kill(actor): an entry {kill: actor_id}
-                    self._to_ack.append(entry_id)
-                    self._kill_actor(fields[b"kill"].decode())
-                    continue
-                if b"pg" in fields:  # placement group bundles: {pg, op, ...} (bundles.py)
-                    self._to_ack.append(entry_id)
-                    self.placement_groups.on_request(fields)
-                    continue
-                payload = fields[b"s"]
-                spec: TaskSpec = pickle.loads(payload)
-                if spec.task_id in self._cancelled:
-                    self._to_ack.append(entry_id)
-                    continue
-                if "pg" in spec.extra and not self.placement_groups.accept(spec, entry_id):
-                    continue
-                self._execute(self.scheduler.add_task(QueuedTask(spec, entry_id, payload)))
+                spec: TaskSpec = pickle.loads(message.payload)
+                self._execute(self.core.task_arrived(QueuedTask(spec, entry_id, message.payload)))
 
-    def _cancel(self, task_id: str, force: bool) -> None:
-        """Drop a queued task, or interrupt (force: kill) the worker running it.
-
-        The canceller has already committed TaskCancelledError; this only stops the work.
-        """
-        self._cancelled.add(task_id)
-        if len(self._cancelled) > _CANCELLED_KEPT:
-            self._cancelled.pop()
-        queued = self.scheduler.remove_queued(task_id)
-        if queued is not None:
-            self._to_ack.append(queued.entry_id)
-            cancelled = task_events.error_fields(b"", "cancelled")
-            self.task_events.record(queued.spec, task_events.FAILED, None, NODE, **cancelled)
-            return
-        worker_id = self.scheduler.running_task_worker(task_id)
-        if worker_id is not None:
-            self.pool.kill(worker_id, signal.SIGKILL if force else signal.SIGINT)
+    def _on_request(self, message: NodeMessage) -> None:
+        """A queue entry that is not a task: cancel, kill, placement group bundles."""
+        if isinstance(message, CancelMessage):
+            self._execute(self.core.cancel(message.task_id, message.force))
+        elif isinstance(message, KillMessage):
+            self._execute(self.core.kill_actor(message.actor_id))
+        elif isinstance(message, ReserveMessage):
+            self.placement_groups.reserve(message)
+        elif isinstance(message, ReleaseMessage):
+            self._execute(self.core.release_bundles(message.pg_id))
 
     def _flush_acks(self) -> None:
         if not self._to_ack:
@@ -479,7 +476,8 @@ class NodeDaemon:
 
     # ---- workers ---------------------------------------------------------------------
 
-    def _execute(self, actions: list[Action]) -> None:
+    def _execute(self, actions: list[NodeAction]) -> None:
+        """Perform what the node core decided."""
         for action in actions:
             if isinstance(action, Dispatch):
                 worker = self.pool.workers[action.worker_id]
@@ -487,12 +485,28 @@ class NodeDaemon:
                     worker.channel.send(("task", action.task.payload, action.gpu_ids))
                 except OSError:
                     pass  # its death is handled when the channel reports EOF
-            else:
+            elif isinstance(action, Ack):
+                self._to_ack.append(action.entry_id)
+            elif isinstance(action, QueuedTaskCancelled):
+                fields = task_events.error_fields(b"", "cancelled")
+                spec = action.task.spec
+                self.task_events.record(spec, task_events.FAILED, None, NODE, **fields)
+            elif isinstance(action, StartWorkers):
                 for _ in range(action.count):
                     worker = self.pool.start()
                     self.selector.register(
                         worker.channel.sock, selectors.EVENT_READ, worker.worker_id
                     )
+            elif isinstance(action, Kill):
+                self.pool.kill(action.worker_id, signal.SIGKILL if action.force else signal.SIGINT)
+            elif isinstance(action, (RetryTask, FailTask)):
+                self._task_lost_worker(action.task, action.how, isinstance(action, RetryTask))
+            elif isinstance(action, ActorExited):
+                self._on_actor_exit(action.actor_id, action.task, action.how)
+            elif isinstance(action, GroupRemoved):
+                self.placement_groups.fail(action.task.spec)
+            elif isinstance(action, ActorOfGroupDead):
+                self.placement_groups.actor_dead(action.actor_id)
 
     def _on_worker_readable(self, worker_id: str) -> None:
         worker = self.pool.workers[worker_id]
@@ -504,54 +518,40 @@ class NodeDaemon:
         for message in messages:
             kind = message[0]
             if kind == "ready":
-                self._execute(self.scheduler.worker_ready(worker_id, new=True))
+                self._execute(self.core.worker_ready(worker_id))
             elif kind == "done":
-                self._on_task_done(worker_id, retire=message[2])
+                if self.metrics is not None and self.scheduler.task_of(worker_id) is not None:
+                    self.metrics.task_finished()
+                self._execute(self.core.task_done(worker_id, retire=message[2]))
             elif kind == "blocked":
-                self._execute(self.scheduler.worker_blocked(worker_id))
+                self._execute(self.core.worker_blocked(worker_id))
             elif kind == "unblocked":
-                self._execute(self.scheduler.worker_unblocked(worker_id))
+                self._execute(self.core.worker_unblocked(worker_id))
             elif kind == "actor_started":
-                self._on_actor_started(worker_id, message[1], message[2])
-
-    def _on_task_done(self, worker_id: str, retire: bool) -> None:
-        task = self.scheduler.task_of(worker_id)
-        if task is not None:
-            self._to_ack.append(task.entry_id)
-            if self.metrics is not None:
-                self.metrics.task_finished()
-        if retire:
-            _, actions = self.scheduler.worker_gone(worker_id)
-            self._execute(actions)
-        else:
-            self._execute(self.scheduler.worker_ready(worker_id, new=False))
+                keep_warm = self.config.prestart_workers
+                self._execute(self.core.actor_started(worker_id, message[1], message[2], keep_warm))
 
     def _on_worker_exit(self, worker_id: str) -> None:
-        if worker_id in self._actor_workers:
-            self._on_actor_exit(worker_id)
-            return
-        self.selector.unregister(self.pool.workers[worker_id].channel.sock)
+        worker = self.pool.workers[worker_id]
+        self.selector.unregister(worker.channel.sock)
+        actor_id = self.core.actor_of_worker(worker_id)
+        if actor_id is not None:  # its callers' marker goes with this incarnation
+            started_marker(self.store.directory, actor_id, worker.pid).unlink(missing_ok=True)
         how = self.pool.reap(worker_id)
         self.owners.release_dead()
-        task, actions = self.scheduler.worker_gone(worker_id)
-        self._execute(actions)
-        if task is not None:
-            self._while_connected(lambda: self._task_lost_worker(task, how))
+        self._execute(self.core.worker_died(worker_id, how))
 
-    def _task_lost_worker(self, task: QueuedTask, how: str) -> None:
-        """Retry a task whose worker died, or fail it when its retries are used up."""
+    def _task_lost_worker(self, task: QueuedTask, how: str, retry: bool) -> None:
+        """Retry a task whose worker died (`retry`), or fail it."""
         spec = task.spec
         error = WorkerCrashedError(
             f"The worker running task {spec.name} (task {spec.task_id}, attempt "
             f"{spec.attempt + 1}) on node {self.node_id} died: {how}."
         )
         data = dumps(error)
-        entry = Entry("e", len(data), "", data)
+        failure = results.error_entries(data, 1)[0]
         pipe = self.redis.pipeline(transaction=False)
-        retry = spec.task_id not in self._cancelled and (
-            spec.max_retries == -1 or spec.attempt < spec.max_retries
-        )
-        results.record_failure(pipe, spec, entry, self.node_id, retrying=retry, cause=how)
+        results.record_failure(pipe, spec, failure, self.node_id, retrying=retry, cause=how)
         error_fields = task_events.describe_error(error)
         if retry:
             self.task_events.retrying(spec, error_fields, NODE)
@@ -562,9 +562,10 @@ class NodeDaemon:
             payload = pickle.dumps(dataclasses.replace(spec, attempt=spec.attempt + 1), protocol=5)
             self.commands.call("requeue_task", spec.task_id, self.node_id, payload, pipe=pipe)
         else:
-            results.commit_outputs(self.commands, pipe, spec, [entry] * len(spec.return_ids))
+            results.fail_returns(
+                self.commands, pipe, spec.task_id, spec.owner, spec.return_ids, data
+            )
         pipe.execute()
-        self._to_ack.append(task.entry_id)
 
     def _add_task_events(self, pipe: redis.client.Pipeline) -> None:
         command = self.task_events.drain()
@@ -573,40 +574,9 @@ class NodeDaemon:
 
     # ---- actors ----------------------------------------------------------------------
 
-    def _on_actor_started(self, worker_id: str, actor_id: str, held: dict[str, float]) -> None:
-        """A worker became an actor: it keeps `held` and leaves the task pool for good."""
-        task = self.scheduler.task_of(worker_id)
-        if task is None:
-            return
-        self._to_ack.append(task.entry_id)
-        self._actor_workers[worker_id] = (actor_id, task)
-        self._actor_of[actor_id] = worker_id
-        self._execute(self.scheduler.actor_started(worker_id, held))
-        self._execute(self.scheduler.keep_warm(self.config.prestart_workers))
-        if actor_id in self._pending_kills:
-            self._pending_kills.discard(actor_id)
-            self.pool.kill(worker_id)
-
-    def _kill_actor(self, actor_id: str) -> None:
-        worker_id = self._actor_of.get(actor_id)
-        if worker_id is None:
-            self._pending_kills.add(actor_id)
-        else:
-            self.pool.kill(worker_id)
-
-    def _on_actor_exit(self, worker_id: str) -> None:
-        """An actor's worker died: restart the actor if it may, else mark it dead."""
-        from redray.exceptions import ActorDiedError
-
-        self.selector.unregister(self.pool.workers[worker_id].channel.sock)
-        pid = self.pool.workers[worker_id].pid
-        how = self.pool.reap(worker_id)
-        self.owners.release_dead()
-        actor_id, task = self._actor_workers.pop(worker_id)
-        started_marker(self.store.directory, actor_id, pid).unlink(missing_ok=True)
-        if self._actor_of.get(actor_id) == worker_id:
-            del self._actor_of[actor_id]
-        actions = self.scheduler.actor_exited(worker_id)
+    def _on_actor_exit(self, actor_id: str, task: QueuedTask, how: str) -> None:
+        """An actor's worker died: restart the actor if it may (Lua actor_restart decides
+        with its restart count), else mark it dead."""
         spec = task.spec
         class_name = spec.extra.get("class_name", "Actor")
         status = self.commands.call(
@@ -614,7 +584,8 @@ class NodeDaemon:
         )
         if status == 1:
             spec.attempt += 1
-            self.redis.xadd(self._queue_key, {"s": pickle.dumps(spec, protocol=5)})
+            payload = pickle.dumps(spec, protocol=5)
+            self.redis.execute_command(*xadd(self._queue_key, TaskMessage(payload)))
         elif status == -1:
             error = ActorDiedError(
                 f"The actor {actor_id} ({class_name}) died unexpectedly: its worker process "
@@ -622,7 +593,6 @@ class NodeDaemon:
                 actor_id=actor_id,
             )
             self.commands.call("actor_dead", actor_id, dumps(error), "0")
-        self._execute(actions)
 
 
 def _as_dict(fields: Any) -> dict[bytes, bytes]:
@@ -631,28 +601,6 @@ def _as_dict(fields: Any) -> dict[bytes, bytes]:
         return fields
     pairs = iter(fields)
     return dict(zip(pairs, pairs))
-
-
-def node_ip(redis_kwargs: dict[str, Any] | None = None) -> str:
-    """This machine's address as other nodes see it: REDRAY_NODE_IP when set (`redray start
-    --node-ip-address`); else, for a Redis reached over TCP, the local address of the route
-    to it (the interface the other hosts of the cluster share with this one); else what the
-    host name resolves to."""
-    explicit = os.environ.get("REDRAY_NODE_IP")
-    if explicit:
-        return explicit
-    kwargs = redis_kwargs or {}
-    if kwargs.get("host") and not kwargs.get("unix_socket_path"):
-        try:  # a UDP connect only picks the route: nothing is sent
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                probe.connect((kwargs["host"], int(kwargs.get("port") or 6379)))
-                return probe.getsockname()[0]
-        except OSError:
-            pass
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,8 +35,8 @@ from typing import Any
 import redis
 
 from redray.client.node_view import read_nodes
-from redray.client.object_table import Entry
 from redray.control import keys, results
+from redray.control.messages import TaskMessage, decode_node_message, xadd
 from redray.control.scripts import Commands
 from redray.exceptions import ActorDiedError, NodeDiedError
 from redray.objectstore.serialization import dumps
@@ -84,9 +84,13 @@ class NodeRecovery:
             live = [state for state, _ in read_nodes(self._redis)]
             pipe = self._redis.pipeline(transaction=False)
             for entry_id, fields in entries:
-                if b"s" in fields:  # cancel and kill requests died with the node
+                try:
+                    message = decode_node_message(fields)
+                except ValueError:  # another node's bad entry must not stop this one
+                    message = None
+                if isinstance(message, TaskMessage):  # other requests died with the node
                     try:
-                        spec: TaskSpec = pickle.loads(fields[b"s"])
+                        spec: TaskSpec = pickle.loads(message.payload)
                     except Exception:  # another node's bad entry must not stop this one
                         logger.exception("dropping an unreadable task of dead node %s", dead)
                     else:
@@ -112,7 +116,8 @@ class NodeRecovery:
                 target = self._placement.choose(spec.demand, "DEFAULT", live, self._node_id)
             if target is not None and spec is not None:
                 spec.attempt += 1
-                self._redis.xadd(keys.node_queue(target), {"s": pickle.dumps(spec, protocol=5)})
+                message = TaskMessage(pickle.dumps(spec, protocol=5))
+                self._redis.execute_command(*xadd(keys.node_queue(target), message))
             elif status != 0:
                 reason = "it has no restarts left" if status == -1 else "no live node can run it"
                 error = ActorDiedError(
@@ -148,9 +153,10 @@ class NodeRecovery:
             f"attempt {spec.attempt + 1}) died, {reason}."
         )
         data = dumps(error)
-        entry = Entry("e", len(data), "", data)
-        results.record_failure(pipe, spec, entry, dead, cause="node died")
-        results.commit_outputs(self._commands, pipe, spec, [entry] * len(spec.return_ids))
+        results.record_failure(
+            pipe, spec, results.error_entries(data, 1)[0], dead, cause="node died"
+        )
+        results.fail_returns(self._commands, pipe, spec.task_id, spec.owner, spec.return_ids, data)
 
 
 def _last_delivered(client: redis.Redis, queue: str) -> tuple[int, int]:

@@ -18,7 +18,7 @@ import numpy  # noqa: F401  (most tasks' values are arrays: imported once, not p
 
 import redray.worker.actor_runtime  # noqa: F401  (imported once here, not by each new actor)
 from redray import ids
-from redray.worker.channel import Channel
+from redray.control.channel import Channel
 from redray.worker.main import run_worker
 from redray.worker.output import OutputPlace
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from typing import Any, Protocol
 
 import redis
 
-from redray.client.node_view import NodeView
 from redray.control import keys
 from redray.control.scripts import Commands
 from redray.exceptions import ObjectLostError
@@ -30,9 +30,16 @@ logger = logging.getLogger(__name__)
 _ATTEMPTS = 3
 
 
+class NodeLookup(Protocol):
+    """The node table as the client caches it (client/node_view.py:NodeView)."""
+
+    def get(self, node_id: str) -> Any:
+        """The node's NodeState (its record in `.extra`), or None."""
+
+
 class LocalObjects:
     def __init__(
-        self, client: redis.Redis, commands: Commands, node_id: str | None, nodes: NodeView
+        self, client: redis.Redis, commands: Commands, node_id: str | None, nodes: NodeLookup
     ) -> None:
         self._redis = client
         self._commands = commands

@@ -1,12 +1,8 @@
-"""Placement group bundles: choosing their nodes, and a node's side of reserving them.
+"""Placement group bundles: choosing their nodes (pure).
 
-* `assign_bundles` (pure) maps each bundle of a placement group to a node, by the group's
-  strategy, from a snapshot of the node table (what the nodes' heartbeats say is free).
-* `NodePlacementGroups` is the node daemon's handler of the requests the creator sends on
-  the node's queue stream: `{pg, op: reserve, b: [[index, resources], ...], reply}` reserves
-  bundles atomically in the LocalScheduler (all of them or none, answered on the `reply`
-  list); `{pg, op: release}` gives a group's bundles back, failing the tasks queued in them
-  and killing the tasks and actors running in them.
+`assign_bundles` maps each bundle of a placement group to a node, by the group's strategy,
+from a snapshot of the node table (what the nodes' heartbeats say is free). The node's side
+of reserving them is `redray/node/bundles.py`.
 
 A task scheduled into a group carries `spec.extra["pg"] = {"id", "index", "capture",
 "bundles"}`; the local scheduler runs it against that bundle's reservation (index -1: any
@@ -15,15 +11,12 @@ bundle of the group on the node with room), never against the node's general poo
 
 from __future__ import annotations
 
-import json
-import signal
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from redray.scheduler.resources import add, fits, subtract
 
 if TYPE_CHECKING:
-    from redray.node.daemon import NodeDaemon
     from redray.scheduler.placement import NodeState
     from redray.task_spec import TaskSpec
 
@@ -131,90 +124,3 @@ def _distinct(
     if not place(0):
         return None
     return [result[i] for i in range(len(bundles))]
-
-
-# ---- the node's side -------------------------------------------------------------------------
-
-
-class NodePlacementGroups:
-    """What a node daemon does with placement group requests and tasks (see module doc)."""
-
-    def __init__(self, daemon: NodeDaemon) -> None:
-        self.daemon = daemon
-
-    def on_request(self, fields: dict[bytes, bytes]) -> None:
-        pg_id = fields[b"pg"].decode()
-        op = fields.get(b"op", b"").decode()
-        daemon = self.daemon
-        if op == "reserve":
-            wanted = [(int(i), dict(r)) for i, r in json.loads(fields[b"b"])]
-            ok = daemon.scheduler.reserve_bundles(pg_id, wanted)
-            reply = fields[b"reply"].decode()
-            pipe = daemon.redis.pipeline(transaction=False)
-            if ok:  # available_resources() shows the reservation once the group is ready
-                daemon.publish_availability(pipe)
-            pipe.rpush(reply, json.dumps({"node": daemon.node_id, "ok": ok}))
-            pipe.expire(reply, 600)
-            pipe.execute()
-        elif op == "release":
-            self._release(pg_id)
-
-    def accept(self, spec: TaskSpec, entry_id: Any) -> bool:
-        """False (and the task failed) when the task's bundle is not on this node: its
-        group was removed. Tasks only arrive once their bundles are reserved."""
-        pg = pg_of(spec)
-        if pg is None or self.daemon.scheduler.has_bundle(pg["id"], pg["index"]):
-            return True
-        self.daemon._to_ack.append(entry_id)
-        self._fail(spec)
-        return False
-
-    def _release(self, pg_id: str) -> None:
-        daemon = self.daemon
-        queued, running, actors, actions = daemon.scheduler.release_bundles(pg_id)
-        for task in queued:
-            daemon._to_ack.append(task.entry_id)
-            self._fail(task.spec)
-        for worker_id in running:
-            task = daemon.scheduler.task_of(worker_id)
-            if task is not None and not task.spec.extra.get("actor"):
-                self._fail(task.spec)
-                daemon._cancelled.add(task.spec.task_id)
-            elif task is not None:
-                self._fail(task.spec)  # an actor still being created
-            daemon.pool.kill(worker_id, signal.SIGKILL)
-        for worker_id in actors:
-            actor_id, _ = daemon._actor_workers.get(worker_id, (None, None))
-            if actor_id is not None:
-                self._actor_dead(actor_id)
-            daemon.pool.kill(worker_id, signal.SIGKILL)
-        daemon._execute(actions)
-
-    def _fail(self, spec: TaskSpec) -> None:
-        """Fail a task of a removed group (an actor's creation task: the actor dies)."""
-        from redray.client.object_table import Entry
-        from redray.control import results
-        from redray.exceptions import TaskPlacementGroupRemoved
-        from redray.objectstore.serialization import dumps
-
-        daemon = self.daemon
-        actor_id = spec.extra.get("actor_id") if spec.extra.get("actor") else None
-        if actor_id:
-            self._actor_dead(actor_id)
-        data = dumps(TaskPlacementGroupRemoved())
-        pipe = daemon.redis.pipeline(transaction=False)
-        results.commit_entries(
-            daemon.commands, pipe, spec.task_id, spec.owner, spec.return_ids,
-            [Entry("e", len(data), "", data)] * len(spec.return_ids), final_state="cancelled",
-        )  # fmt: skip
-        pipe.execute()
-
-    def _actor_dead(self, actor_id: str) -> None:
-        from redray.exceptions import ActorDiedError
-        from redray.objectstore.serialization import dumps
-
-        error = ActorDiedError(
-            f"The actor {actor_id} died because its placement group was removed.",
-            actor_id=actor_id,
-        )
-        self.daemon.commands.call("actor_dead", actor_id, dumps(error), "0")

@@ -161,10 +161,6 @@ class LocalScheduler:
         running = self._running.get(worker_id)
         return running.task if running else None
 
-    def worker_failed_to_start(self) -> list[Action]:
-        self._starting = max(0, self._starting - 1)
-        return []
-
     def worker_blocked(self, worker_id: str) -> list[Action]:
         """The worker waits in get(): lend its CPU to other tasks meanwhile."""
         running = self._running.get(worker_id)
@@ -361,9 +357,6 @@ class LocalScheduler:
         if index == -1:
             return any(key[0] == pg_id for key in self._bundles)
         return (pg_id, index) in self._bundles
-
-    def bundle_available(self) -> dict[tuple[str, int], dict[str, float]]:
-        return {key: dict(free) for key, free in self._bundles.items()}
 
     def _queue_key(self, spec: TaskSpec) -> tuple:
         """Tasks queue together when they need the same resources from the same place, in

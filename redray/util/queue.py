@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from redray import api
-from redray.remote_function import remote
+from redray.decorators import remote
 
 __all__ = ["Empty", "Full", "Queue"]
 

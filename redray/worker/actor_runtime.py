@@ -14,13 +14,14 @@ actor's mailbox stream itself, through the "actor" consumer group:
   its entry;
 * a restarted actor first claims the entries its dead predecessor had taken: re-run if
   max_task_retries allows, else failed with ActorDiedError.
+
+Running one call (arguments, the method, its results) is worker/actor_calls.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import inspect
 import json
 import logging
 import os
@@ -33,14 +34,22 @@ import redis
 
 from redray import runtime_context
 from redray.client.core import CoreClient
-from redray.client.object_table import Entry
-from redray.control import keys, reconnect
+from redray.control import keys, reconnect, results
+from redray.control.channel import Channel
+from redray.control.direct_marker import direct_address, started_marker
+from redray.control.entry import Entry
+from redray.control.messages import (
+    CallMessage,
+    CancelCallMessage,
+    TerminateMessage,
+    decode_mailbox_message,
+)
 from redray.control.raw import RawConnection, stream_entries
-from redray.exceptions import ActorDiedError, RayError
+from redray.exceptions import ActorDiedError
 from redray.objectstore.serialization import dumps, serialize
-from redray.task_spec import Arg, TaskSpec
-from redray.worker.channel import Channel
-from redray.worker.direct_server import DirectCallServer, direct_address, started_marker
+from redray.task_spec import TaskSpec
+from redray.worker.actor_calls import ActorCalls
+from redray.worker.direct_server import DirectCallServer
 from redray.worker.executor import TaskExecutor
 from redray.worker.result_writer import CommandRecorder
 
@@ -72,7 +81,7 @@ def run_actor(
         death = client.redis.hget(keys.actor(actor_id), "death") or dumps(
             ActorDiedError(f"The actor {actor_id} was killed before it started.", actor_id=actor_id)
         )
-        client.commit_results(spec, [Entry("e", len(death), "", death)], record_failure=False)
+        client.commit_results(spec, results.error_entries(death, 1), record_failure=False)
         channel.send(("done", spec.task_id, True))
         if server is not None:
             server.close()
@@ -135,6 +144,9 @@ def _direct_server(client: CoreClient, spec: TaskSpec) -> tuple[DirectCallServer
 
 
 class ActorRuntime:
+    """The mailbox protocol of one actor: which calls to take and when, in what order,
+    committing, cancelling, terminating and recovering; ActorCalls runs each call."""
+
     def __init__(
         self,
         client: CoreClient,
@@ -145,10 +157,9 @@ class ActorRuntime:
         server: DirectCallServer | None = None,
     ) -> None:
         self.client = client
-        self.executor = executor
-        self.instance = instance
         self.actor_id: str = spec.extra["actor_id"]
         self.class_name: str = spec.extra.get("class_name", "Actor")
+        self.calls = ActorCalls(client, executor, instance, self.actor_id, self.class_name)
         self.max_task_retries: int = spec.extra.get("max_task_retries", 0)
         self.is_asyncio: bool = spec.extra.get("is_asyncio", False)
         self.max_concurrency: int = spec.extra.get("max_concurrency") or 1
@@ -203,14 +214,15 @@ class ActorRuntime:
                 continue
             for entry_id, fields in entries:
                 last_delivered = entry_id
-                if b"terminate" in fields:
+                message = decode_mailbox_message(fields)
+                if isinstance(message, TerminateMessage):
                     self._terminate(entry_id)
                     return
-                if b"cancel" in fields:
-                    self._cancel(fields[b"cancel"].decode())
+                if isinstance(message, CancelCallMessage):
+                    self._cancel(message.task_id)
                     self._discard(entry_id)
                     continue
-                self._start(entry_id, fields)
+                self._start(entry_id, message)
 
     def _serve_in_order(self, last_delivered: str) -> None:
         """One call at a time, in mailbox order, with as few round trips as possible.
@@ -238,7 +250,7 @@ class ActorRuntime:
             connection.send([take(_TAKE_BATCH), wait])
             replies = connection.read(unread + 2)
             unread = 0
-            to_run: list[tuple[bytes, dict[bytes, bytes]]] = []
+            to_run: list[tuple[bytes, dict[bytes, bytes]]] = []  # (entry id, fields)
             if claimed is not None:
                 claim, replies = replies[0], replies[1:]
                 to_run += [entry for entry in _entries(claim) if entry[0] != claimed]
@@ -257,15 +269,16 @@ class ActorRuntime:
                 unread += 1
                 claimed = woke[0][0]
                 to_run = woke[:1]
-            for _, fields in to_run:  # cancels first: a call they name must not start
-                if b"cancel" in fields:
-                    self._cancel(fields[b"cancel"].decode())
-            for entry_id, fields in to_run:
+            messages = [(entry_id, decode_mailbox_message(f)) for entry_id, f in to_run]
+            for _, message in messages:  # cancels first: a call they name must not start
+                if isinstance(message, CancelCallMessage):
+                    self._cancel(message.task_id)
+            for entry_id, message in messages:
                 last_delivered = entry_id
-                if b"terminate" in fields:
+                if isinstance(message, TerminateMessage):
                     self._terminate(entry_id)
                     return
-                if b"cancel" in fields:
+                if isinstance(message, CancelCallMessage):
                     connection.send(self._discard_commands(entry_id))
                     unread += 2
                     continue
@@ -273,7 +286,7 @@ class ActorRuntime:
                     with self._cond:
                         self._inflight += 1
                     try:
-                        finished = self._run(entry_id, fields, defer=True)
+                        finished = self._run(entry_id, message, defer=True)
                     finally:
                         self._finished(None)
                 if finished:
@@ -303,12 +316,13 @@ class ActorRuntime:
         for entry_id, fields in claimed:
             if not fields:
                 continue
-            if b"terminate" in fields:
+            message = decode_mailbox_message(fields)
+            if isinstance(message, TerminateMessage):
                 self._wait_idle()
                 self._terminate(entry_id)
                 return None
-            if b"cancel" in fields:
-                self._cancel(fields[b"cancel"].decode())
+            if isinstance(message, CancelCallMessage):
+                self._cancel(message.task_id)
                 self._discard(entry_id)
                 continue
             attempts = delivered.get(entry_id, 1)
@@ -316,31 +330,30 @@ class ActorRuntime:
                 with self._cond:
                     while self._inflight >= self.max_concurrency:
                         self._cond.wait()
-                self._start(entry_id, fields)
+                self._start(entry_id, message)
             else:
-                spec: TaskSpec = pickle.loads(fields[b"s"])
+                spec: TaskSpec = pickle.loads(message.payload)
                 error = ActorDiedError(
                     f"The actor {self.actor_id} ({self.class_name}) died while running "
                     f"{spec.name} ({cause_text}); it was restarted, but the call is not retried "
                     "(max_task_retries).",
                     actor_id=self.actor_id,
                 )
-                data = dumps(error)
-                entries = [Entry("e", len(data), "", data)] * len(spec.return_ids)
+                entries = results.error_entries(dumps(error), len(spec.return_ids))
                 self._commit(entry_id, spec, entries, failed=True)
         return last_delivered
 
-    def _start(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+    def _start(self, entry_id: bytes, call: CallMessage) -> None:
         with self._cond:
             self._inflight += 1
         if self._loop is not None:
-            future = asyncio.run_coroutine_threadsafe(self._run_async(entry_id, fields), self._loop)
+            future = asyncio.run_coroutine_threadsafe(self._run_async(entry_id, call), self._loop)
             future.add_done_callback(self._finished)
         elif self._pool is not None:
-            self._pool.submit(self._run, entry_id, fields).add_done_callback(self._finished)
+            self._pool.submit(self._run, entry_id, call).add_done_callback(self._finished)
         else:
             try:
-                self._run(entry_id, fields)
+                self._run(entry_id, call)
             finally:
                 self._finished(None)
 
@@ -392,53 +405,20 @@ class ActorRuntime:
         self.client.commands.call("actor_dead", self.actor_id, dumps(error), "0", pipe=pipe)
         pipe.execute()
 
-    # ---- one call -----------------------------------------------------------------------
-
-    def _prepare(self, spec: TaskSpec) -> tuple[Any, list[Any], dict[str, Any]]:
-        name = spec.extra["method"]
-        if name == "__ray_ready__":
-            return (lambda: True), [], {}
-        if name == "__ray_terminate__":
-            return self._exit_now, [], {}
-        method = getattr(self.instance, name)
-        args = [self._value(arg) for arg in spec.args]
-        kwargs = {key: self._value(arg) for key, arg in spec.kwargs.items()}
-        return method, args, kwargs
-
-    def _exit_now(self) -> None:
-        error = ActorDiedError(
-            f"The actor {self.actor_id} ({self.class_name}) exited (__ray_terminate__).",
-            actor_id=self.actor_id,
-        )
-        self.client.commands.call("actor_dead", self.actor_id, dumps(error), "0")
-        if self.client.output is not None:
-            self.client.output.close()
-        os._exit(0)
-
-    def _value(self, arg: Arg) -> Any:
-        if arg[0] == "r":
-            return self.client.get([arg[1]], None)[0]
-        return self.executor._value(arg)
-
-    def _enter(self, spec: TaskSpec) -> None:
-        current = runtime_context.current
-        current.task_id = spec.task_id
-        current.task_name = spec.name
-        current.function_name = f"{type(self.instance).__module__}.{spec.name}"
-        self.client.task_events.running(spec, current.node_id, current.worker_id)
+    # ---- one call (executed by ActorCalls) ----------------------------------------------
 
     def _run(
-        self, entry_id: bytes, fields: dict[bytes, bytes], defer: bool = False
+        self, entry_id: bytes, call: CallMessage, defer: bool = False
     ) -> list[tuple[Any, ...]]:
         """Run one call and commit it; with `defer`, return the commit's commands instead."""
-        spec: TaskSpec = pickle.loads(fields[b"s"])
+        spec: TaskSpec = pickle.loads(call.payload)
         if spec.task_id in self._cancelled:  # its canceller committed TaskCancelledError
             self._cancelled.discard(spec.task_id)
             if defer:
                 return self._discard_commands(entry_id)
             self._discard(entry_id)
             return []
-        entries, failed = self._call_outputs(spec)
+        entries, failed = self.calls.outputs_of(spec)
         if defer:
             return self._commit_commands(entry_id, spec, entries, failed)
         self._commit(entry_id, spec, entries, failed)
@@ -454,29 +434,13 @@ class ActorRuntime:
             with self._cond:
                 self._inflight += 1
             try:
-                entries, failed = self._call_outputs(spec)
+                entries, failed = self.calls.outputs_of(spec)
             finally:
                 self._finished(None)
         committed = [(o, tuple(e)) for o, e in zip(spec.return_ids, entries)]
         return ("done", spec.task_id, committed), lambda: self._commit_commands(
             None, spec, entries, failed
         )
-
-    def _call_outputs(self, spec: TaskSpec) -> tuple[list[Entry], bool]:
-        """Run one call on this thread: its result entries, and whether it failed."""
-        self._enter(spec)
-        try:
-            try:
-                method, args, kwargs = self._prepare(spec)
-            except RayError as error:  # a failed ObjectRef argument fails the call with it
-                return self._error_arg_entries(spec, error), True
-            result = method(*args, **kwargs)
-            if inspect.iscoroutine(result):  # an async method on a thread: run it here
-                result = asyncio.run(result)
-            entries, error = self._outputs(spec, result)
-            return entries, error is not None
-        except Exception as raised:
-            return self.executor._error_entries(spec, raised), True
 
     def _commit_commands(
         self, entry_id: bytes | None, spec: TaskSpec, entries: list[Entry], failed: bool
@@ -497,51 +461,23 @@ class ActorRuntime:
             recorder.xdel(self.mailbox, entry_id)
         return recorder.commands
 
-    async def _run_async(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
-        spec: TaskSpec = pickle.loads(fields[b"s"])
+    async def _run_async(self, entry_id: bytes, call: CallMessage) -> None:
+        spec: TaskSpec = pickle.loads(call.payload)
         if spec.task_id in self._cancelled:
             self._cancelled.discard(spec.task_id)
             self._discard(entry_id)
             return
-        self._enter(spec)
         current = asyncio.current_task()
         assert current is not None
         self._coroutines[spec.task_id] = current
         try:
-            try:
-                method, args, kwargs = self._prepare(spec)
-            except RayError as error:
-                entries = self._error_arg_entries(spec, error)
-                self._commit(entry_id, spec, entries, failed=True)
-                return
-            result = method(*args, **kwargs)
-            if inspect.isawaitable(result):
-                result = await result
-            entries, error = self._outputs(spec, result)
+            entries, failed = await self.calls.outputs_of_async(spec)
         except asyncio.CancelledError:  # cancel(): its canceller committed the error
             self._discard(entry_id)
             return
-        except Exception as raised:
-            entries, error = self.executor._error_entries(spec, raised), raised
         finally:
             self._coroutines.pop(spec.task_id, None)
-        self._commit(entry_id, spec, entries, failed=error is not None)
-
-    def _outputs(self, spec: TaskSpec, result: Any) -> tuple[list[Entry], BaseException | None]:
-        """Store a call's return values; a generator method streams its items first."""
-        mode = spec.extra.get("generator")
-        if mode == "streaming":
-            return self.executor._stream(spec, result)
-        if mode == "dynamic":
-            result = self.executor._dynamic(spec, result)
-        return self.executor._store_returns(spec, result), None
-
-    @staticmethod
-    def _error_arg_entries(spec: TaskSpec, error: RayError) -> list[Entry]:
-        """What each return of a call fails with when one of its ObjectRef arguments failed
-        (the error get() raised for the argument)."""
-        data = dumps(error)
-        return [Entry("e", len(data), "", data)] * len(spec.return_ids)
+        self._commit(entry_id, spec, entries, failed)
 
     def _commit(self, entry_id: bytes, spec: TaskSpec, entries: list[Entry], failed: bool) -> None:
         count = len(spec.return_ids)

@@ -26,31 +26,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from redray.control.channel import Channel
+from redray.control.direct_marker import MARKER_BYTES
 from redray.control.raw import RawConnection
 from redray.task_spec import TaskSpec
-from redray.worker.channel import Channel
 
 logger = logging.getLogger(__name__)
 
 #: run(spec) -> (reply message, what makes the commit's commands).
 RunCall = Callable[[TaskSpec], tuple[tuple[Any, ...], Callable[[], list[tuple[Any, ...]]]]]
-
-
-def direct_address(actor_id: str, pid: int) -> str:
-    """The abstract socket name of one incarnation of an actor."""
-    return f"redray-actor-{actor_id}-{pid}"
-
-
-def started_marker(store: Path, actor_id: str, pid: int) -> Path:
-    """Where one incarnation of an actor writes the id of the direct call it started last."""
-    return store / f"actor.{actor_id}.{pid}"
-
-
-MARKER_BYTES = 64
-
-
-def read_marker(mapping: mmap.mmap) -> str:
-    return bytes(mapping[:MARKER_BYTES]).rstrip(b"\0").decode()
 
 
 class DirectCallServer(threading.Thread):

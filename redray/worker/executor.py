@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import os
 import pickle
-import socket
 import traceback
 from collections import Counter
 from typing import Any
@@ -13,9 +12,10 @@ from typing import Any
 from redray import generators, runtime_context
 from redray.client import task_events
 from redray.client.core import CoreClient
-from redray.client.object_table import Entry
 from redray.control import keys, results
+from redray.control.entry import Entry
 from redray.exceptions import RayTaskError, RuntimeEnvSetupError, TaskCancelledError
+from redray.host import node_ip
 from redray.object_ref import ObjectRef
 from redray.objectstore.serializability import serialization_error
 from redray.objectstore.serialization import SerializedObject, deserialize, dumps, serialize
@@ -23,8 +23,6 @@ from redray.runtime_env.worker_env import CodeEnvironment
 from redray.task_spec import Arg, TaskSpec
 from redray.worker.functions import FunctionCache
 from redray.worker.result_writer import ResultWriter
-
-_HOST_IP = socket.gethostbyname(socket.gethostname()) if socket.gethostname() else "127.0.0.1"
 
 
 class TaskExecutor:
@@ -96,8 +94,7 @@ class TaskExecutor:
         try:
             self.code_env.apply(spec.runtime_env)
         except RuntimeEnvSetupError as error:  # raised by get() as it is, as in Ray
-            data = dumps(error)
-            return [Entry("e", len(data), "", data)] * max(1, spec.num_returns), None
+            return results.error_entries(dumps(error), max(1, spec.num_returns)), None
         try:
             function = self._functions.load(spec.function_id)
             runtime_context.current.function_name = _function_name(function)
@@ -159,10 +156,12 @@ class TaskExecutor:
         return generators.DynamicObjectRefGenerator(refs)
 
     def _cancelled_entries(self, spec: TaskSpec) -> list[Entry]:
-        """The task was cancelled (redray.cancel): its children are cancelled too."""
-        self._client.cancel_children()
-        data = dumps(TaskCancelledError(spec.task_id))
-        return [Entry("e", len(data), "", data)] * spec.num_returns
+        """The task was cancelled (redray.cancel): its children are cancelled too, unless
+        the canceller said recursive=False (field r of the task's hash)."""
+        client = self._client
+        if client.children and client.redis.hget(keys.task(spec.task_id), "r") != b"0":
+            client.cancel_children()
+        return results.error_entries(dumps(TaskCancelledError(spec.task_id)), spec.num_returns)
 
     def _value(self, arg: Arg) -> Any:
         if arg[0] == "v":
@@ -199,7 +198,7 @@ class TaskExecutor:
             cause=error,
             proctitle=f"ray::{spec.name}",
             pid=os.getpid(),
-            ip=_HOST_IP,
+            ip=node_ip(),
         )
         try:
             data = dumps(task_error)
@@ -210,10 +209,10 @@ class TaskExecutor:
                 cause=RuntimeError(f"{type(error).__name__}: {error}"),
                 proctitle=f"ray::{spec.name}",
                 pid=os.getpid(),
-                ip=_HOST_IP,
+                ip=node_ip(),
             )
             data = dumps(task_error)
-        return [Entry("e", len(data), "", data)] * max(1, spec.num_returns)
+        return results.error_entries(data, max(1, spec.num_returns))
 
     @staticmethod
     def _should_retry(spec: TaskSpec, error: BaseException) -> bool:
@@ -226,7 +225,8 @@ class TaskExecutor:
         return isinstance(error, tuple(spec.retry_exceptions))
 
     def _retry(self, spec: TaskSpec, failure: Entry) -> None:
-        """Record this attempt's failure and queue the next attempt on this node."""
+        """Record this attempt's failure and queue the next attempt on this node (unless
+        the task was cancelled meanwhile: requeue_task, the one retry path)."""
         client = self._client
         pipe = client.redis.pipeline(transaction=False)
         results.record_failure(pipe, spec, failure, client.node_id, retrying=True)
@@ -236,7 +236,8 @@ class TaskExecutor:
         if events is not None:
             pipe.execute_command(*events)
         spec.attempt += 1
-        pipe.xadd(keys.node_queue(client.node_id or ""), {"s": pickle.dumps(spec, protocol=5)})
+        payload = pickle.dumps(spec, protocol=5)
+        client.commands.call("requeue_task", spec.task_id, client.node_id or "", payload, pipe=pipe)
         pipe.execute()
 
 

@@ -7,9 +7,9 @@ import pickle
 import signal
 from typing import Any, NoReturn
 
-from redray import runtime_context
+from redray import runtime_context, session
 from redray.client.core import CoreClient
-from redray.worker.channel import Channel
+from redray.control.channel import Channel
 from redray.worker.executor import TaskExecutor
 from redray.worker.functions import FunctionCache
 from redray.worker.output import OutputPlace, WorkerOutput
@@ -25,14 +25,12 @@ def run_worker(
     """Entry point of a forked worker process; never returns."""
     _die_with_parent()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    from redray import api
-
     captured = WorkerOutput(redis_kwargs, node_id, worker_id, output.ip, output.log_dir)
     client = CoreClient(redis_kwargs, node_id=node_id, job_id="", namespace="", kind="worker")
     client.output = captured
     client.on_block = lambda: channel.send(("blocked",))
     client.on_unblock = lambda: channel.send(("unblocked",))
-    api.attach_worker(client)
+    session.set_client(client)
     runtime_context.current.mode = "worker"
     runtime_context.current.node_id = node_id
     runtime_context.current.worker_id = worker_id

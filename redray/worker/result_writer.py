@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from redray.control import reconnect
+from redray.control.raw import RawConnection
 from redray.control.scripts import Commands
 
 
@@ -50,7 +51,7 @@ class ResultWriter:
     def __init__(self, client: redis.Redis, commands: Commands) -> None:
         self._client = client
         self._commands = commands
-        self._connection = client.connection_pool.make_connection()
+        self._connection = RawConnection(client)
         self._in_flight: list[tuple[Any, ...]] = []
 
     def recorder(self) -> CommandRecorder:
@@ -60,8 +61,7 @@ class ResultWriter:
         """Write the recorded commands; their replies are read by finish()."""
         self.finish()
         self._commands.ensure_loaded()
-        connection = self._connection
-        connection.send_packed_command(connection.pack_commands(recorded.commands))
+        self._connection.send(recorded.commands)
         self._in_flight = recorded.commands
 
     def _run_again(self, commands: list[tuple[Any, ...]]) -> None:
@@ -78,17 +78,12 @@ class ResultWriter:
         in_flight, self._in_flight = self._in_flight, []
         if not in_flight:
             return
-        replies = []
         try:
-            for _ in in_flight:
-                try:
-                    replies.append(self._connection.read_response())
-                except redis.ResponseError as error:
-                    replies.append(error)
+            replies = self._connection.read(len(in_flight))
         except reconnect.CONNECTION_ERRORS:
             # Lost with the connection (Redis restarted, say): run them again. A commit that
             # did land is refused the second time (commit_objects is exactly-once).
-            self._connection.disconnect()
+            self._connection.close()
             self._run_again(in_flight)
             return
         if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):

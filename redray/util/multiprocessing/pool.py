@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from redray import api
-from redray.remote_function import remote
+from redray.decorators import remote
 from redray.util.actor_pool import ActorPool
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""The local pipe between a node daemon and one of its workers: pickled tuples, framed."""
+"""The local pipe between a node daemon and one of its workers (and between a caller and an
+actor of its node, client/direct_calls.py): pickled tuples, framed."""
 
 from __future__ import annotations
 
