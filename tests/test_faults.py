@@ -69,8 +69,8 @@ def _embedded() -> Any:
     """The running embedded cluster (its redis-server, daemon, node id, session dir)."""
     from redray import api
 
-    assert api._session is not None and api._session.cluster is not None
-    return api._session.cluster
+    assert api._cluster is not None
+    return api._cluster
 
 
 def _cluster_processes(cluster: Any) -> list[psutil.Process]:
@@ -219,7 +219,7 @@ _DRIVER = textwrap.dedent(
     import json, time, redray
     from redray import api
     redray.init(num_cpus=1)
-    c = api._session.cluster
+    c = api._cluster
     @redray.remote
     def sleeper():
         time.sleep(60)

@@ -51,6 +51,18 @@ def head(cli: CliCluster) -> Iterator[tuple[CliCluster, JobSubmissionClient]]:  
     yield cli, JobSubmissionClient(state["address"])
 
 
+def start_sleeping_job(client: JobSubmissionClient, tmp_path: Path) -> tuple[str, int]:
+    """A job that runs until stopped; returns (its id, its driver's pid) once it runs."""
+    marker = tmp_path / "started"
+    script = f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(600)"
+    job_id = client.submit_job(entrypoint=f'{sys.executable} -c "{script}"')
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+    return job_id, client.get_job_info(job_id).driver_pid
+
+
 def make_project(root: Path) -> Path:
     root.mkdir()
     (root / "driver.py").write_text(DRIVER)
@@ -93,14 +105,7 @@ def test_failing_job_reports_its_exit_code(head):
 @pytest.mark.timeout(300)
 def test_stop_job_ends_its_process_group(head, tmp_path):
     _, client = head
-    marker = tmp_path / "started"
-    script = f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(600)"
-    job_id = client.submit_job(entrypoint=f'{sys.executable} -c "{script}"')
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.05)
-    pid = client.get_job_info(job_id).driver_pid
+    job_id, pid = start_sleeping_job(client, tmp_path)
     assert client.stop_job(job_id)
     assert wait_for_end(client, job_id) == JobStatus.STOPPED
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -143,14 +148,7 @@ def test_cli_submit_follows_the_output_and_exits_with_the_jobs_outcome(head, tmp
 @pytest.mark.timeout(300)
 def test_redray_stop_stops_running_jobs(head, tmp_path):
     cli_cluster, client = head
-    marker = tmp_path / "started"
-    script = f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(600)"
-    job_id = client.submit_job(entrypoint=f'{sys.executable} -c "{script}"')
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.05)
-    pid = client.get_job_info(job_id).driver_pid
+    job_id, pid = start_sleeping_job(client, tmp_path)
     cli_cluster.run("stop")
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 

@@ -175,3 +175,10 @@ def client(redis_kwargs: dict[str, Any], *, retry: bool = True) -> redis.Redis:
         socket_connect_timeout=SOCKET_TIMEOUT,
         retry=policy,
     )
+
+
+def with_env_password(redis_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A helper process's connection settings: the password comes by environment
+    (REDRAY_REDIS_PASSWORD), never on its command line, where `ps` would show it."""
+    password = os.environ.get("REDRAY_REDIS_PASSWORD")
+    return {**redis_kwargs, "password": password} if password else dict(redis_kwargs)

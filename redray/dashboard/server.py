@@ -20,6 +20,7 @@ from typing import Any
 import redis
 from aiohttp import web
 
+from redray.control import reconnect
 from redray.dashboard import views
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -155,11 +156,8 @@ def _require_token(token: str | None) -> Any:
 def main(argv: list[str] | None = None) -> None:
     """`python -m redray.dashboard.server CONFIG_JSON`: serve until SIGTERM."""
     config = json.loads((argv or sys.argv[1:])[0])
-    redis_kwargs = dict(config["redis_kwargs"])
-    password = os.environ.get("REDRAY_REDIS_PASSWORD")
-    if password:
-        redis_kwargs["password"] = password
-    client = redis.Redis(**redis_kwargs, socket_timeout=5, socket_connect_timeout=5)
+    # No retries: a request answers 503 at once while Redis is away.
+    client = reconnect.client(reconnect.with_env_password(config["redis_kwargs"]), retry=False)
     app = make_app(client, os.environ.get(TOKEN_ENV) or None)
     if config.get("owner_pid"):
         app.on_startup.append(lambda app: _exit_with_owner(app, config["owner_pid"]))

@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from redray.control import keys
+from redray.control import keys, reconnect
 from redray.jobs import records
 from redray.jobs.records import JOB_RUNTIME_ENV, JobInfo, JobStatus
 from redray.runtime_env import packages
@@ -200,11 +200,8 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """`python -m redray.jobs.manager CONFIG_JSON`; the password comes by environment."""
     config = json.loads((argv or sys.argv[1:])[0])
-    redis_kwargs = dict(config["redis_kwargs"])
-    password = os.environ.get("REDRAY_REDIS_PASSWORD")
-    if password:
-        redis_kwargs["password"] = password
-    client = redis.Redis(**redis_kwargs)
+    # Rides out a Redis outage for the grace period (control/reconnect.py).
+    client = reconnect.client(reconnect.with_env_password(config["redis_kwargs"]))
     log_dir = Path(config["log_dir"])
     JobManager(client, config["address"], config["node_id"], log_dir).serve()
 

@@ -48,31 +48,25 @@ def check(name: str, value: Any) -> None:
             f"{name}: 'working_dir' must be a path (a directory or a .zip file) or a "
             f"{URI_SCHEME} URI; got {working_dir!r}."
         )
-    py_modules = value.get("py_modules")
-    if py_modules is not None and (
-        not isinstance(py_modules, list) or not all(isinstance(m, str) for m in py_modules)
-    ):
-        raise TypeError(
-            f"{name}: 'py_modules' must be a list of paths (directories, .zip or .whl files) "
-            f"or {URI_SCHEME} URIs; got {py_modules!r}."
-        )
-    excludes = value.get("excludes")
-    if excludes is not None and (
-        not isinstance(excludes, list) or not all(isinstance(e, str) for e in excludes)
-    ):
-        raise TypeError(
-            f"{name}: 'excludes' must be a list of gitignore-style patterns; got {excludes!r}."
-        )
+    expected = {
+        "py_modules": f"a list of paths (directories, .zip or .whl files) or {URI_SCHEME} URIs",
+        "excludes": "a list of gitignore-style patterns",
+    }
+    for field, what in expected.items():
+        if value.get(field) is not None and not _is_str_list(value[field]):
+            raise TypeError(f"{name}: {field!r} must be {what}; got {value[field]!r}.")
     pip = value.get("pip")
     if pip is not None:
         requirements = pip.get("packages") if isinstance(pip, dict) else pip
-        if not isinstance(requirements, (str, list)) or (
-            isinstance(requirements, list) and not all(isinstance(r, str) for r in requirements)
-        ):
+        if not isinstance(requirements, str) and not _is_str_list(requirements):
             raise TypeError(
                 f"{name}: 'pip' must be a list of requirements, a requirements file's path, "
                 f"or a dict with 'packages'; got {pip!r}."
             )
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def merge(parent: dict[str, Any] | None, child: dict[str, Any] | None) -> dict[str, Any] | None:
