@@ -151,7 +151,7 @@ def test_package_over_the_limit_names_its_largest_files(ray_start, tmp_path, mon
 def import_tomli_w():
     import tomli_w
 
-    return tomli_w.dumps({"a": 1})
+    return tomli_w.dumps({"a": 1}), tomli_w.__file__
 
 
 # redray-only: Ray's pip plugin builds a virtualenv per job; the behaviour is the same but
@@ -159,15 +159,11 @@ def import_tomli_w():
 @redray_only
 @pytest.mark.timeout(300)
 def test_pip_requirements_are_installed_for_the_task(ray_start):
-    pytest.importorskip("pip")
-    try:
-        import tomli_w  # noqa: F401
-
-        pytest.skip("tomli_w is installed here already: nothing to prove")
-    except ImportError:
-        pass
     remote = import_tomli_w.options(runtime_env={"pip": ["tomli-w"]})
-    assert ray.get(remote.remote(), timeout=240) == "a = 1\n"
+    text, module_file = ray.get(remote.remote(), timeout=240)
+    assert text == "a = 1\n"
+    # Imported from the node's install for this requirement set, whatever else is installed.
+    assert "redray-runtime-env-" in module_file and "/pip_" in module_file
 
 
 # redray-only: see above.

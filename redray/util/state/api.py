@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from redray import session
 from redray.util.state import sources
 from redray.util.state import tasks as task_history
 from redray.util.state.common import (
@@ -40,10 +41,9 @@ Filter = tuple[str, str, Any]
 
 def connect(address: str | None = None) -> redis.Redis:
     """The Redis of the current session, else of `address` (or this machine's cluster)."""
-    from redray import api
-
-    if address is None and api.is_initialized():
-        return api.current_client().redis
+    client = session.client_if_connected() if address is None else None
+    if client is not None:
+        return client.redis
     from redray.cluster import connect_kwargs, resolve_address
 
     target = resolve_address(address or "auto")
