@@ -67,6 +67,14 @@ def ray_start(ray_module: Any, _module_cluster: None) -> Iterator[Any]:
 
 
 @pytest.fixture
+def ray_start_with_dashboard(ray_module: Any, _module_cluster: None) -> Iterator[Any]:
+    """The shared cluster, with Ray's dashboard when testing Ray (its state API needs it)."""
+    if not ray_module.is_initialized():
+        ray_module.init(num_cpus=2, **({"include_dashboard": True} if TESTING_RAY else {}))
+    yield ray_module
+
+
+@pytest.fixture
 def ray_fresh(ray_module: Any) -> Iterator[Callable[..., Any]]:
     """Factory for a cluster of the test's own: `ray_fresh(num_gpus=2)` returns init()'s
     result. Any running cluster is stopped before the test, and after it."""

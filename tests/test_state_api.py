@@ -18,14 +18,6 @@ else:
     from redray.util import state
 
 
-@pytest.fixture
-def ray_start(ray_module: Any, _module_cluster: None) -> Any:
-    """The module's shared cluster; Ray's state API needs its dashboard (API server)."""
-    if not ray_module.is_initialized():
-        ray_module.init(num_cpus=2, **({"include_dashboard": True} if TESTING_RAY else {}))
-    return ray_module
-
-
 @ray.remote
 def state_quick(x: int) -> int:
     return x
@@ -37,7 +29,7 @@ class StateActor:
         return "pong"
 
 
-def test_list_nodes_has_the_head_node(ray_start: Any) -> None:
+def test_list_nodes_has_the_head_node(ray_start_with_dashboard: Any) -> None:
     nodes = state.list_nodes()
     assert len(nodes) == 1
     node = nodes[0]
@@ -47,14 +39,14 @@ def test_list_nodes_has_the_head_node(ray_start: Any) -> None:
     assert state.get_node(node.node_id).node_id == node.node_id
 
 
-def test_list_jobs_shows_this_driver_running(ray_start: Any) -> None:
+def test_list_jobs_shows_this_driver_running(ray_start_with_dashboard: Any) -> None:
     job_id = ray.get_runtime_context().get_job_id()
     jobs = state.list_jobs(filters=[("job_id", "=", job_id)])
     assert [job.status for job in jobs] == ["RUNNING"]
     assert jobs[0].type == "DRIVER"
 
 
-def test_list_and_get_actor(ray_start: Any) -> None:
+def test_list_and_get_actor(ray_start_with_dashboard: Any) -> None:
     actor = StateActor.remote()
     assert ray.get(actor.ping.remote()) == "pong"
     actors = state.list_actors(filters=[("class_name", "=", "StateActor")])
@@ -64,13 +56,13 @@ def test_list_and_get_actor(ray_start: Any) -> None:
     assert summary["summary"]["StateActor"]["state_counts"]["ALIVE"] == 1
 
 
-def test_unknown_ids_are_not_found(ray_start: Any) -> None:
+def test_unknown_ids_are_not_found(ray_start_with_dashboard: Any) -> None:
     assert state.get_actor("ff" * 16) is None
     assert state.get_task("ff" * 24) is None
     assert state.get_node("ff" * 28) is None
 
 
-def test_list_objects_includes_a_put_object(ray_start: Any) -> None:
+def test_list_objects_includes_a_put_object(ray_start_with_dashboard: Any) -> None:
     ref = ray.put(b"x" * 200_000)
     objects = state.list_objects(filters=[("object_id", "=", ref.hex())])
     assert len(objects) == 1
@@ -79,12 +71,12 @@ def test_list_objects_includes_a_put_object(ray_start: Any) -> None:
     assert state.summarize_objects()["cluster"]["total_objects"] >= 1
 
 
-def test_list_workers_includes_the_driver(ray_start: Any) -> None:
+def test_list_workers_includes_the_driver(ray_start_with_dashboard: Any) -> None:
     drivers = state.list_workers(filters=[("worker_type", "=", "DRIVER")])
     assert drivers and all(worker.is_alive for worker in drivers)
 
 
-def test_list_placement_groups(ray_start: Any) -> None:
+def test_list_placement_groups(ray_start_with_dashboard: Any) -> None:
     group = ray.util.placement_group([{"CPU": 0.5}], name="state_pg")
     ray.get(group.ready())
     groups = state.list_placement_groups(filters=[("name", "=", "state_pg")], detail=True)
@@ -93,7 +85,7 @@ def test_list_placement_groups(ray_start: Any) -> None:
     ray.util.remove_placement_group(group)
 
 
-def test_filters_apply_before_the_limit(ray_start: Any, tmp_path: Path) -> None:
+def test_filters_apply_before_the_limit(ray_start_with_dashboard: Any, tmp_path: Path) -> None:
     gate = str(tmp_path / "gate")
     running = gated.remote(gate)
     ray.get([state_quick.remote(i) for i in range(30)])
@@ -116,7 +108,7 @@ def test_filters_apply_before_the_limit(ray_start: Any, tmp_path: Path) -> None:
     ray.get(running)
 
 
-def test_summarize_tasks_counts_by_function_and_state(ray_start: Any) -> None:
+def test_summarize_tasks_counts_by_function_and_state(ray_start_with_dashboard: Any) -> None:
     ray.get([state_quick.remote(i) for i in range(3)])
 
     def counted() -> int:
@@ -129,7 +121,7 @@ def test_summarize_tasks_counts_by_function_and_state(ray_start: Any) -> None:
     assert summary["summary_by"] == "func_name"
 
 
-def test_detail_fills_the_detail_columns(ray_start: Any) -> None:
+def test_detail_fills_the_detail_columns(ray_start_with_dashboard: Any) -> None:
     ref = state_quick.remote(7)
     ray.get(ref)
     task_id = ref.task_id() if isinstance(ref.task_id(), str) else ref.task_id().hex()
@@ -146,7 +138,7 @@ def test_detail_fills_the_detail_columns(ray_start: Any) -> None:
 
 
 @redray_only
-def test_bad_filters_raise_value_error_naming_the_valid_ones(ray_start: Any) -> None:
+def test_bad_filters_raise_value_error_naming_the_valid_ones(ray_start_with_dashboard: Any) -> None:
     with pytest.raises(ValueError, match="Supported filter columns: .*'state'"):
         state.list_tasks(filters=[("colour", "=", "red")])
     with pytest.raises(ValueError, match="Available predicates: =, !="):
@@ -155,7 +147,9 @@ def test_bad_filters_raise_value_error_naming_the_valid_ones(ray_start: Any) -> 
 
 @redray_only
 @pytest.mark.timeout(300)
-def test_listing_100k_tasks_with_a_filter_takes_well_under_a_second(ray_start: Any) -> None:
+def test_listing_100k_tasks_with_a_filter_takes_well_under_a_second(
+    ray_start_with_dashboard: Any,
+) -> None:
     from redray.client.task_events import FINISHED, TaskEventBuffer, static_fields
     from redray.control import keys
     from redray.task_spec import TaskSpec

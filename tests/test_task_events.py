@@ -22,14 +22,6 @@ else:
     from redray.util import state
 
 
-@pytest.fixture
-def ray_start(ray_module: Any, _module_cluster: None) -> Any:
-    """The module's shared cluster; Ray's state API needs its dashboard (API server)."""
-    if not ray_module.is_initialized():
-        ray_module.init(num_cpus=2, **({"include_dashboard": True} if TESTING_RAY else {}))
-    return ray_module
-
-
 def _task_id(ref: Any) -> str:
     task_id = ref.task_id()
     return task_id if isinstance(task_id, str) else task_id.hex()
@@ -92,7 +84,7 @@ class EventsCounter:
         return 1
 
 
-def test_finished_task_records_each_state_in_order(ray_start: Any) -> None:
+def test_finished_task_records_each_state_in_order(ray_start_with_dashboard: Any) -> None:
     ref = events_ok.remote(1)
     assert ray.get(ref) == 2
     (task,) = _attempts(ref, "FINISHED")
@@ -108,7 +100,9 @@ def test_finished_task_records_each_state_in_order(ray_start: Any) -> None:
     assert task.creation_time_ms <= task.start_time_ms <= task.end_time_ms
 
 
-def test_task_waiting_for_an_argument_is_pending_args_avail(ray_start: Any, tmp_path: Path) -> None:
+def test_task_waiting_for_an_argument_is_pending_args_avail(
+    ray_start_with_dashboard: Any, tmp_path: Path
+) -> None:
     gate = str(tmp_path / "gate")
     dependency = gated.remote(gate)
     ref = events_ok.remote(dependency)
@@ -119,7 +113,7 @@ def test_task_waiting_for_an_argument_is_pending_args_avail(ray_start: Any, tmp_
     assert _attempts(ref, "FINISHED")
 
 
-def test_running_task_is_listed_as_running(ray_start: Any, tmp_path: Path) -> None:
+def test_running_task_is_listed_as_running(ray_start_with_dashboard: Any, tmp_path: Path) -> None:
     gate = str(tmp_path / "gate")
     ref = gated.remote(gate)
     running = wait_until(
@@ -133,7 +127,7 @@ def test_running_task_is_listed_as_running(ray_start: Any, tmp_path: Path) -> No
     assert _attempts(ref, "FINISHED")
 
 
-def test_failed_task_records_error_type_and_message(ray_start: Any) -> None:
+def test_failed_task_records_error_type_and_message(ray_start_with_dashboard: Any) -> None:
     ref = events_fail.remote()
     with pytest.raises(ValueError):
         ray.get(ref)
@@ -142,7 +136,9 @@ def test_failed_task_records_error_type_and_message(ray_start: Any) -> None:
     assert "events boom" in task.error_message
 
 
-def test_retried_task_records_one_record_per_attempt(ray_start: Any, tmp_path: Path) -> None:
+def test_retried_task_records_one_record_per_attempt(
+    ray_start_with_dashboard: Any, tmp_path: Path
+) -> None:
     ref = events_flaky.remote(str(tmp_path / "marker"))
     assert ray.get(ref) == "second attempt"
     attempts = _attempts(ref, "FINISHED")
@@ -152,7 +148,7 @@ def test_retried_task_records_one_record_per_attempt(ray_start: Any, tmp_path: P
 
 
 def test_worker_death_fails_the_attempt_and_the_retry_is_recorded(
-    ray_start: Any, tmp_path: Path
+    ray_start_with_dashboard: Any, tmp_path: Path
 ) -> None:
     ref = events_dies_once.remote(str(tmp_path / "marker"))
     assert ray.get(ref) == "survived"
@@ -163,7 +159,9 @@ def test_worker_death_fails_the_attempt_and_the_retry_is_recorded(
 
 # Against Ray 2.60 here, the cancelled running task was not listed as FAILED within a minute.
 @redray_only
-def test_cancelled_task_is_failed_with_task_cancelled(ray_start: Any, tmp_path: Path) -> None:
+def test_cancelled_task_is_failed_with_task_cancelled(
+    ray_start_with_dashboard: Any, tmp_path: Path
+) -> None:
     ref = gated.remote(str(tmp_path / "never"))
     wait_until(
         lambda: state.list_tasks(
@@ -181,7 +179,7 @@ def test_cancelled_task_is_failed_with_task_cancelled(ray_start: Any, tmp_path: 
     assert tasks[0].error_type == "TASK_CANCELLED"
 
 
-def test_actor_calls_record_class_and_method(ray_start: Any) -> None:
+def test_actor_calls_record_class_and_method(ray_start_with_dashboard: Any) -> None:
     counter = EventsCounter.remote()
     ref = counter.incr.remote()
     assert ray.get(ref) == 1
@@ -196,7 +194,7 @@ def test_actor_calls_record_class_and_method(ray_start: Any) -> None:
     assert creations[0].type == "ACTOR_CREATION_TASK"
 
 
-def test_enable_task_events_false_records_nothing(ray_start: Any) -> None:
+def test_enable_task_events_false_records_nothing(ray_start_with_dashboard: Any) -> None:
     silent = events_ok.options(enable_task_events=False).remote(5)
     assert ray.get(silent) == 6
     recorded = events_ok.remote(6)  # recorded after it: seeing it means the other is done
