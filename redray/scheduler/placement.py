@@ -91,14 +91,12 @@ class Placement:
         """The local node while it has room for the task; else the node with room that the
         task leaves least loaded; when none has room, the one whose backlog is shortest for
         its size, so a burst is shared across nodes instead of queueing behind one."""
+        local = next((n for n in feasible if n.node_id == local_node), None)
         with self._lock:
+            # The common case first, without estimating every other node.
+            if local is not None and _has_room(local, self._estimated_use(local), demand):
+                return local.node_id
             used = {node.node_id: self._estimated_use(node) for node in feasible}
-
-        def has_room(node: NodeState) -> bool:
-            return all(
-                used[node.node_id].get(name, 0.0) + amount <= node.total.get(name, 0.0) + EPSILON
-                for name, amount in demand.items()
-            )
 
         def load_after(node: NodeState) -> tuple[float, bool, str]:
             busiest = 0.0
@@ -108,10 +106,7 @@ class Placement:
                     busiest = max(busiest, (used[node.node_id].get(name, 0.0) + amount) / total)
             return busiest, node.node_id != local_node, node.node_id
 
-        local = next((n for n in feasible if n.node_id == local_node), None)
-        if local is not None and has_room(local):
-            return local.node_id
-        with_room = [n for n in feasible if has_room(n)]
+        with_room = [n for n in feasible if _has_room(n, used[n.node_id], demand)]
         return min(with_room or feasible, key=load_after).node_id
 
     def _estimated_use(self, node: NodeState) -> dict[str, float]:
@@ -125,3 +120,10 @@ class Placement:
                 seen += node.queued
             use[name] = max(seen, mine.get(name, 0.0))
         return use
+
+
+def _has_room(node: NodeState, used: Mapping[str, float], demand: Mapping[str, float]) -> bool:
+    return all(
+        used.get(name, 0.0) + amount <= node.total.get(name, 0.0) + EPSILON
+        for name, amount in demand.items()
+    )
