@@ -164,8 +164,7 @@ def init(
             kind="driver",
         )
         client.nodes.refresh()
-        for name, data in uploads.items():
-            packages.upload(client.redis, name, data)
+        packages.upload(client.redis, uploads)
         _start_job(
             client,
             kwargs.get("_system_config") or {},

@@ -91,8 +91,7 @@ class JobSubmissionClient:
                 "started with `redray start --head`."
             )
         resolved, uploads = packages.prepare(runtime_env) if runtime_env else (None, {})
-        for name, data in uploads.items():
-            packages.upload(self._redis, name, data)
+        packages.upload(self._redis, uploads)
         submission_id = submission_id or job_id or _new_submission_id()
         job = JobInfo(
             status=JobStatus.PENDING,

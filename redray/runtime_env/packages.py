@@ -114,11 +114,13 @@ def pack(path: str, excludes: list[str], what: str) -> tuple[str, bytes]:
     return f"pkg_{hashlib.sha1(data).hexdigest()[:16]}{suffix}", data
 
 
-def upload(client: redis.Redis, name: str, data: bytes) -> None:
-    """Store a package unless it is there already (a large one is sent only once)."""
-    key = keys.package(name)
-    if not client.exists(key):
-        client.set(key, data, nx=True)
+def upload(client: redis.Redis, uploads: dict[str, bytes]) -> None:
+    """Store the packages (name -> bytes) that are not there already: a large one is sent
+    only once per cluster."""
+    for name, data in uploads.items():
+        key = keys.package(name)
+        if not client.exists(key):
+            client.set(key, data, nx=True)
 
 
 def _read_requirements(pip: Any) -> Any:
@@ -179,8 +181,7 @@ def for_task(
     resolved = _resolved.get(cache_key)
     if resolved is None:
         resolved, uploads = prepare(runtime_env)
-        for name, data in uploads.items():
-            upload(client, name, data)
+        upload(client, uploads)
         _resolved[cache_key] = resolved
     return resolved
 
